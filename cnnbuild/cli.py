@@ -1,0 +1,201 @@
+"""The `cnnbuild` command: parse arguments, call one function, print. Exit status: 0 ok,
+1 invalid spec (or failed run), 2 usage error or unreadable file."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import SpecError, UsageError
+
+COMMANDS = {}
+
+
+def command(name, help):
+    def add(fn):
+        COMMANDS[name] = (fn, help)
+        return fn
+    return add
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="cnnbuild", description="Describe, check, train and ship a CNN from a YAML spec.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (fn, help) in COMMANDS.items():
+        p = sub.add_parser(name, help=help, description=help)
+        fn(p, None)
+    return parser
+
+
+def _budget_args(p):
+    p.add_argument("--max-params", type=int, help="refuse a model with more parameters than this")
+    p.add_argument("--max-memory", type=int, metavar="BYTES", help="refuse a model whose activations for one image exceed this")
+
+
+def _load(path, args):
+    import dataclasses
+
+    from .spec import load_spec
+    spec = load_spec(path, overrides=getattr(args, "overrides", None))
+    if getattr(args, "max_params", None) or getattr(args, "max_memory", None):
+        budget = dataclasses.replace(spec.budget, **{k: v for k, v in (("params", args.max_params),
+                                                                       ("activation_bytes", args.max_memory)) if v})
+        spec = dataclasses.replace(spec, budget=budget)
+    return spec
+
+
+@command("check", "check a spec without TensorFlow: shapes, rules, parameters, MACs, receptive fields")
+def check(p, args):
+    if args is None:
+        p.add_argument("spec", help="the YAML spec")
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+        _budget_args(p)
+        return
+    from .report import format_table, infer
+    try:
+        spec = _load(args.spec, args)
+    except SpecError as e:
+        if args.json:
+            print(json.dumps({"name": None, "valid": False, "errors": [x.to_json() for x in e.problems], "warnings": [],
+                              "layers": []}, indent=2, ensure_ascii=False))
+            return 1
+        raise
+    report = infer(spec)
+    if args.json:
+        print(report.json())
+    else:
+        print(format_table(report))
+        for w in report.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        for e in report.errors:
+            print(f"error: {e}", file=sys.stderr)
+        if report.valid:
+            print(f"{args.spec}: ok")
+    return 0 if report.valid else 1
+
+
+@command("summary", "build the Keras model and print the static table beside Keras's summary")
+def summary(p, args):
+    if args is None:
+        p.add_argument("spec")
+        _budget_args(p)
+        return
+    from .build import build_model
+    from .report import format_table, infer
+    spec = _load(args.spec, args)
+    report = infer(spec)
+    print(format_table(report))
+    if not report.valid:
+        raise SpecError(report.errors)
+    model = build_model(spec, report)
+    model.summary(line_length=110)
+    same = model.count_params() == report.params
+    print(f"static check: {report.params:,} parameters; Keras: {model.count_params():,} — {'equal' if same else 'DIFFERENT'}")
+    return 0 if same else 1
+
+
+def _parse_sets(values):
+    """--set dotted.key=value: the value is read as YAML (numbers, lists), at a command-line place."""
+    from .errors import Where
+    from .source import parse_text
+    out = []
+    for item in values or ():
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected dotted.key=value, e.g. --set train.epochs=3")
+        key, text = item.split("=", 1)
+        where = Where("--set", 1, 1, key)
+        node = parse_text(f"v: {text}" if text.strip() else "v: ''", f"--set {key}").value["v"]
+        node.where = where
+        out.append((key, node))
+    return out
+
+
+@command("train", "train a spec's model on its data; resumes an unfinished run folder")
+def train(p, args):
+    if args is None:
+        p.add_argument("spec")
+        p.add_argument("--out", help="run folder (default runs/NAME/)")
+        p.add_argument("--epochs", type=int, help="override train.epochs")
+        p.add_argument("--data", help="override data.source (digits, shapes, a directory, an .npz file, …)")
+        p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", help="override any spec value")
+        _budget_args(p)
+        return
+    from .train import cli_main
+    args.overrides = _parse_sets(args.sets)
+    return cli_main(args)
+
+
+@command("export", "export a trained run as a verified SavedModel (or keras, onnx, tflite)")
+def export(p, args):
+    if args is None:
+        p.add_argument("run_dir")
+        p.add_argument("--out", help="destination (default RUN_DIR/export/FORMAT)")
+        p.add_argument("--format", default="savedmodel", choices=["savedmodel", "keras", "onnx", "tflite"])
+        return
+    from .export import cli_main
+    return cli_main(args)
+
+
+@command("predict", "classify image files with an export (or a run folder)")
+def predict(p, args):
+    if args is None:
+        p.add_argument("model", metavar="EXPORT_OR_RUN_DIR")
+        p.add_argument("images", nargs="+", metavar="IMAGE")
+        p.add_argument("--top", type=int, default=1, metavar="K")
+        p.add_argument("--json", action="store_true")
+        return
+    from .predict import cli_main
+    return cli_main(args)
+
+
+@command("evaluate", "accuracy, per-class precision and recall, confusion matrix")
+def evaluate(p, args):
+    if args is None:
+        p.add_argument("run_dir")
+        p.add_argument("--data", help="evaluate on another source than the run's validation data")
+        return
+    from .evaluate import cli_main
+    return cli_main(args)
+
+
+@command("draw", "draw the architecture as SVG or PNG (pure Python)")
+def draw(p, args):
+    if args is None:
+        p.add_argument("spec")
+        p.add_argument("--out", help="FILE.svg or FILE.png (default NAME.svg)")
+        return
+    from .draw import cli_main
+    return cli_main(args)
+
+
+@command("schema", "print the JSON Schema of the spec language (for editors)")
+def schema(p, args):
+    if args is None:
+        return
+    from .schema import cli_main
+    return cli_main(args)
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    fn = COMMANDS[args.command][0]
+    try:
+        return fn(None, args) or 0
+    except SpecError as e:
+        for problem in e.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except UsageError as e:
+        print(f"cnnbuild {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

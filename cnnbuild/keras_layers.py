@@ -1,0 +1,130 @@
+"""The few Keras layers cnnbuild needs that Keras does not have.
+
+Imported only when a model is built or loaded (it imports Keras). Each is registered as
+serializable, so `model.keras` files reload with `import cnnbuild.keras_layers`.
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="cnnbuild")
+class Pad2D(keras.layers.Layer):
+    """Explicit [[top, bottom], [left, right]] padding with zeros, reflect, symmetric, or a
+    constant (max pooling pads with −inf, so padding never wins the max)."""
+
+    def __init__(self, padding, mode="zeros", value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = tuple(tuple(int(v) for v in p) for p in padding)
+        self.mode = mode
+        self.value = float(value)
+
+    def call(self, x):
+        pads = [(0, 0), *self.padding, (0, 0)]
+        if self.mode in ("reflect", "symmetric"):
+            return ops.pad(x, pads, mode=self.mode)
+        return ops.pad(x, pads, mode="constant", constant_values=self.value)
+
+    def compute_output_shape(self, shape):
+        (t, b), (l, r) = self.padding
+        h = None if shape[1] is None else shape[1] + t + b
+        w = None if shape[2] is None else shape[2] + l + r
+        return (shape[0], h, w, shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "mode": self.mode, "value": self.value}
+
+
+@keras.saving.register_keras_serializable(package="cnnbuild")
+class Maxout(keras.layers.Layer):
+    """Maxout over channel groups: C channels → C / pieces, each the max of `pieces`
+    consecutive channels (max(w1ᵀx + b1, w2ᵀx + b2) when the previous layer is linear)."""
+
+    def __init__(self, pieces=2, **kwargs):
+        super().__init__(**kwargs)
+        self.pieces = int(pieces)
+
+    def call(self, x):
+        shape = ops.shape(x)
+        channels = x.shape[-1]
+        grouped = ops.reshape(x, (*[shape[i] for i in range(len(x.shape) - 1)], channels // self.pieces, self.pieces))
+        return ops.max(grouped, axis=-1)
+
+    def compute_output_shape(self, shape):
+        return (*shape[:-1], shape[-1] // self.pieces)
+
+    def get_config(self):
+        return {**super().get_config(), "pieces": self.pieces}
+
+
+@keras.saving.register_keras_serializable(package="cnnbuild")
+class MaxUnpool(keras.layers.Layer):
+    """SegNet's max-unpooling: puts each value back at the position its max pool took the
+    maximum from, zeros elsewhere. Called on [x, pool_input, pool_output]; the positions are
+    where the pool's input equals its (upsampled) output, which is the argmax (ties share)."""
+
+    def __init__(self, size=(2, 2), **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(int(s) for s in size)
+
+    def call(self, inputs):
+        x, pool_input, pool_output = inputs
+        up = lambda t: ops.repeat(ops.repeat(t, self.size[0], axis=1), self.size[1], axis=2)
+        h, w = pool_input.shape[1], pool_input.shape[2]
+        mask = ops.cast(ops.equal(pool_input, up(pool_output)[:, :h, :w, :]), x.dtype)
+        return up(x)[:, :h, :w, :] * mask
+
+    def compute_output_shape(self, shapes):
+        return shapes[1][:3] + (shapes[0][3],)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+@keras.saving.register_keras_serializable(package="cnnbuild")
+class TableConv2D(keras.layers.Layer):
+    """A convolution where output map j reads only the input maps listed in table[j]
+    (LeNet-5's S2→C3 connection table). Only the connected kernels are weights, so the
+    parameter count is F·F·(connections) + filters, as in the paper."""
+
+    def __init__(self, filters, kernel_size, table, strides=(1, 1), use_bias=True, kernel_initializer="glorot_uniform",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.strides = tuple(int(s) for s in strides)
+        self.filters = int(filters)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.table = tuple(tuple(int(i) for i in row) for row in table)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, shape):
+        channels = shape[-1]
+        pairs = [(i, j) for j, row in enumerate(self.table) for i in row]
+        placement = [[0.0] * (channels * self.filters) for _ in pairs]
+        for k, (i, j) in enumerate(pairs):
+            placement[k][i * self.filters + j] = 1.0
+        self.placement = ops.convert_to_tensor(placement)
+        kh, kw = self.kernel_size
+        self.kernel_values = self.add_weight(name="kernel", shape=(kh * kw, len(pairs)),
+                                             initializer=self.kernel_initializer)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
+        self.channels = channels
+
+    def call(self, x):
+        kh, kw = self.kernel_size
+        kernel = ops.reshape(ops.matmul(self.kernel_values, ops.cast(self.placement, self.kernel_values.dtype)),
+                             (kh, kw, self.channels, self.filters))
+        y = ops.conv(x, ops.cast(kernel, x.dtype), strides=self.strides, padding="valid")
+        if self.bias is not None:
+            y = y + ops.cast(self.bias, y.dtype)
+        return y
+
+    def compute_output_shape(self, shape):
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        size = lambda n, k, s: None if n is None else (n - k) // s + 1
+        return (shape[0], size(shape[1], kh, sh), size(shape[2], kw, sw), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size, "table": self.table, "strides": self.strides,
+                "use_bias": self.use_bias, "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}

@@ -1,0 +1,310 @@
+"""Convolutions: conv, depthwise_conv, separable_conv, conv_transpose.
+
+Parameters per layer, as the seeds count them: K · (F·F·C_in + 1) for K filters
+(ten 3×3×3 filters → 280); with `groups: g` each filter reads C_in / g maps; with a
+`connections:` table each output map reads only its listed input maps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional, Union
+
+from .. import shapes
+from ..errors import Invalid
+from ..fields import Padding, Pair, PositiveInt
+from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, register, window
+from .core import BatchNorm, batchnorm_counts
+
+
+def _batchnorm_args(value):
+    if value is True:
+        return BatchNorm()
+    return value or None
+
+
+def _post(out_channels: int, batchnorm):
+    """Parameters the optional batchnorm adds: (trainable, non-trainable)."""
+    if not batchnorm:
+        return 0, 0
+    return batchnorm_counts(out_channels, _batchnorm_args(batchnorm))
+
+
+def finish(x, args, ctx, channels_name="filters"):
+    """conv → batchnorm → activation, as the issue orders them."""
+    keras = ctx.keras
+    bn = _batchnorm_args(args.batchnorm)
+    if bn:
+        x = bn.keras_layer(ctx, f"{ctx.name}_bn")(x)
+    if args.activation and args.activation != "linear":
+        x = activation_layer(ctx, args.activation, f"{ctx.name}_{args.activation}")(x)
+    return x
+
+
+def keras_activation_inline(args):
+    """An activation Keras can fuse into the layer itself (no batchnorm in between)."""
+    if args.batchnorm or args.activation in (None, "linear"):
+        return None
+    if args.activation in ("leaky_relu", "relu6", "hard_swish"):
+        return None  # built as their own layers with the seeds' / Keras's exact arguments
+    return args.activation
+
+
+def activation_layer(ctx, name: str, layer_name: str, alpha: float | None = None):
+    keras = ctx.keras
+    if name == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=0.1 if alpha is None else alpha, name=layer_name)
+    if name == "relu6":
+        return keras.layers.ReLU(max_value=6.0, name=layer_name)
+    if name == "elu" and alpha is not None:
+        return keras.layers.ELU(alpha=alpha, name=layer_name)
+    if name == "hard_swish":
+        return keras.layers.Activation("hard_silu", name=layer_name)
+    return keras.layers.Activation(name, name=layer_name)
+
+
+def explicit_pads(shape, padding, kernel, stride, dilation):
+    """'valid' / 'same' / explicit padding as ((top, bottom), (left, right))."""
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "same":
+        return (shapes.same_padding(shape[0], kernel[0], stride[0], dilation[0]),
+                shapes.same_padding(shape[1], kernel[1], stride[1], dilation[1]))
+    return padding
+
+
+def keras_padding(x, shape, padding, mode, kernel, stride, dilation, ctx, fill=0.0):
+    """Keras convolutions and pools know only 'valid' and 'same'. Returns (x, 'valid'|'same'),
+    adding an explicit padding layer when the spec's padding is neither."""
+    keras = ctx.keras
+    if padding in ("valid", "same") and mode == "zeros" and fill == 0.0:
+        return x, padding
+    pads = explicit_pads(shape, padding, kernel, stride, dilation)
+    if pads == ((0, 0), (0, 0)):
+        return x, "valid"
+    same = explicit_pads(shape, "same", kernel, stride, dilation)
+    if mode == "zeros" and fill == 0.0 and pads == same:
+        return x, "same"
+    if mode == "zeros" and fill == 0.0:
+        return keras.layers.ZeroPadding2D(pads, name=f"{ctx.name}_pad")(x), "valid"
+    return ctx.custom.Pad2D(pads, mode=mode, value=fill, name=f"{ctx.name}_pad")(x), "valid"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvBase(Kind):
+    kernel: Pair = (3, 3)
+    stride: Pair = (1, 1)
+    padding: Padding = "valid"
+    padding_mode: PaddingMode = "zeros"
+    dilation: Pair = (1, 1)
+    activation: Optional[Activation] = None
+    bias: bool = True
+    batchnorm: Union[bool, BatchNorm] = False
+    initializer: Initializer = "glorot_uniform"
+
+    def __post_init__(self):
+        if self.dilation != (1, 1) and self.stride != (1, 1):
+            raise Invalid(f"dilation {list(self.dilation)} with stride {list(self.stride)}: Keras does not support both at once",
+                          "use stride: 1 with dilation, or dilation: 1 with stride")
+        if self.padding_mode != "zeros" and self.padding == "valid":
+            raise Invalid(f"padding_mode: {self.padding_mode} has no effect with padding: valid",
+                          "give padding (an int, or 'same'), or remove padding_mode")
+
+    def _window(self, ins, ctx):
+        shape = need_spatial(ins[0], self.kind)
+        return window(shape, self.kernel, self.stride, self.padding, self.dilation, ctx)
+
+    def _rf(self):
+        kh, kw = (shapes.effective_kernel(k, d) for k, d in zip(self.kernel, self.dilation))
+        return (kh, kw, *self.stride)
+
+
+@register("conv")
+@dataclass(frozen=True, kw_only=True)
+class Conv(ConvBase):
+    """A 2-D convolution (cross-correlation, as every framework computes it).
+
+    Attributes:
+      filters: K, the number of filters (= output channels).
+      kernel: F, an int or [h, w].
+      stride: S (default 1).
+      padding: P: 'valid' (0), 'same' (Keras: output ⌈N/S⌉), an int, [ph, pw], or [[top, bottom], [left, right]].
+      padding_mode: zeros, reflect or symmetric.
+      dilation: D; the kernel covers D·(F − 1) + 1.
+      groups: g; each filter reads C_in / g input maps (AlexNet's two towers: groups: 2).
+      connections: a table, one list per output map of the input maps it reads (LeNet-5's C3).
+      activation, bias, batchnorm, initializer: as in Keras.
+    """
+
+    filters: PositiveInt
+    groups: PositiveInt = 1
+    connections: Optional[tuple[tuple[int, ...], ...]] = None
+    main = "filters"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.filters % self.groups:
+            raise Invalid(f"filters {self.filters} is not divisible by groups {self.groups}",
+                          f"use filters: {self.filters - self.filters % self.groups or self.groups}")
+        if self.connections is not None:
+            if len(self.connections) != self.filters:
+                raise Invalid(f"connections has {len(self.connections)} rows but filters is {self.filters}",
+                              "give one list of input maps per output map")
+            if self.groups != 1 or self.dilation != (1, 1):
+                raise Invalid("connections cannot be combined with groups or dilation")
+
+    def infer(self, ins, ctx):
+        h, w, c = need_spatial(ins[0], "conv")
+        oh, ow, rule, _ = self._window(ins, ctx)
+        kh, kw = self.kernel
+        if c % self.groups:
+            raise Invalid(f"input channels {c} are not divisible by groups {self.groups}",
+                          "each group must read the same number of input maps")
+        if self.connections is not None:
+            for j, row in enumerate(self.connections):
+                bad = [i for i in row if not 0 <= i < c]
+                if bad or not row or len(set(row)) != len(row):
+                    raise Invalid(f"connections[{j}] = {list(row)} must list distinct input maps from 0 to {c - 1}")
+            reads = sum(len(r) for r in self.connections)
+            weights = kh * kw * reads
+            macs = oh * ow * kh * kw * reads
+        else:
+            weights = kh * kw * (c // self.groups) * self.filters
+            macs = oh * ow * self.filters * kh * kw * (c // self.groups)
+        params = weights + (self.filters if self.bias else 0)
+        bn, bn_frozen = _post(self.filters, self.batchnorm)
+        return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, macs, window=self._rf())
+
+    def build(self, ins, ctx):
+        keras = ctx.keras
+        x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, self.padding_mode,
+                                   self.kernel, self.stride, self.dilation, ctx)
+        if self.connections is not None:
+            if padding == "same":
+                x, padding = keras.layers.ZeroPadding2D(explicit_pads(ctx.shape(ins[0]), "same", self.kernel, self.stride,
+                                                                     self.dilation), name=f"{ctx.name}_pad")(x), "valid"
+            x = ctx.custom.TableConv2D(self.filters, self.kernel, self.connections, strides=self.stride,
+                                       use_bias=self.bias, kernel_initializer=self.initializer, name=ctx.name)(x)
+            return finish(x, self, ctx)
+        x = keras.layers.Conv2D(self.filters, self.kernel, strides=self.stride, padding=padding,
+                                dilation_rate=self.dilation, groups=self.groups, use_bias=self.bias,
+                                activation=keras_activation_inline(self), kernel_initializer=self.initializer,
+                                name=ctx.name)(x)
+        return x if keras_activation_inline(self) else finish(x, self, ctx)
+
+
+@register("depthwise_conv")
+@dataclass(frozen=True, kw_only=True)
+class DepthwiseConv(ConvBase):
+    """A depthwise convolution: each input map gets its own `multiplier` filters.
+
+    Attributes:
+      multiplier: filters per input map (Keras's depth_multiplier), default 1.
+      kernel, stride, padding, padding_mode, dilation, activation, bias, batchnorm, initializer: as for conv.
+    """
+
+    multiplier: PositiveInt = 1
+    main = "kernel"
+
+    def infer(self, ins, ctx):
+        h, w, c = need_spatial(ins[0], "depthwise_conv")
+        oh, ow, rule, _ = self._window(ins, ctx)
+        kh, kw = self.kernel
+        out = c * self.multiplier
+        params = kh * kw * out + (out if self.bias else 0)
+        bn, bn_frozen = _post(out, self.batchnorm)
+        return Out((oh, ow, out), rule, params + bn, bn_frozen, oh * ow * out * kh * kw, window=self._rf())
+
+    def build(self, ins, ctx):
+        keras = ctx.keras
+        x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, self.padding_mode,
+                                   self.kernel, self.stride, self.dilation, ctx)
+        x = keras.layers.DepthwiseConv2D(self.kernel, strides=self.stride, padding=padding,
+                                         depth_multiplier=self.multiplier, dilation_rate=self.dilation,
+                                         use_bias=self.bias, activation=keras_activation_inline(self),
+                                         depthwise_initializer=self.initializer, name=ctx.name)(x)
+        return x if keras_activation_inline(self) else finish(x, self, ctx)
+
+
+@register("separable_conv")
+@dataclass(frozen=True, kw_only=True)
+class SeparableConv(ConvBase):
+    """A depthwise convolution followed by a 1×1 pointwise convolution (one Keras layer).
+
+    Attributes:
+      filters: output channels of the pointwise step.
+      multiplier: depthwise filters per input map, default 1.
+      kernel, stride, padding, padding_mode, dilation, activation, bias, batchnorm, initializer: as for conv.
+    """
+
+    filters: PositiveInt
+    multiplier: PositiveInt = 1
+    main = "filters"
+
+    def infer(self, ins, ctx):
+        h, w, c = need_spatial(ins[0], "separable_conv")
+        oh, ow, rule, _ = self._window(ins, ctx)
+        kh, kw = self.kernel
+        mid = c * self.multiplier
+        params = kh * kw * mid + mid * self.filters + (self.filters if self.bias else 0)
+        macs = oh * ow * mid * kh * kw + oh * ow * mid * self.filters
+        bn, bn_frozen = _post(self.filters, self.batchnorm)
+        return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, macs, window=self._rf())
+
+    def build(self, ins, ctx):
+        keras = ctx.keras
+        x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, self.padding_mode,
+                                   self.kernel, self.stride, self.dilation, ctx)
+        x = keras.layers.SeparableConv2D(self.filters, self.kernel, strides=self.stride, padding=padding,
+                                         depth_multiplier=self.multiplier, dilation_rate=self.dilation,
+                                         use_bias=self.bias, activation=keras_activation_inline(self),
+                                         depthwise_initializer=self.initializer, pointwise_initializer=self.initializer,
+                                         name=ctx.name)(x)
+        return x if keras_activation_inline(self) else finish(x, self, ctx)
+
+
+@register("conv_transpose")
+@dataclass(frozen=True, kw_only=True)
+class ConvTranspose(Kind):
+    """A transposed convolution (learned upsampling, as in U-Net's decoder).
+
+    Output size, as Keras computes it: 'valid' → N·S + max(F − S, 0); 'same' → N·S.
+
+    Attributes:
+      filters: output channels.
+      kernel, stride: F and S; stride 2 doubles the size.
+      padding: 'valid' or 'same' (Keras's two).
+      dilation, activation, bias, batchnorm, initializer: as for conv.
+    """
+
+    filters: PositiveInt
+    kernel: Pair = (2, 2)
+    stride: Pair = (1, 1)
+    padding: Literal["valid", "same"] = "valid"
+    dilation: Pair = (1, 1)
+    activation: Optional[Activation] = None
+    bias: bool = True
+    batchnorm: Union[bool, BatchNorm] = False
+    initializer: Initializer = "glorot_uniform"
+    main = "filters"
+
+    def infer(self, ins, ctx):
+        h, w, c = need_spatial(ins[0], "conv_transpose")
+        oh = shapes.transpose_output(h, self.kernel[0], self.stride[0], self.padding, self.dilation[0])
+        ow = shapes.transpose_output(w, self.kernel[1], self.stride[1], self.padding, self.dilation[1])
+        kh, kw = self.kernel
+        if self.padding == "same":
+            rule = f"same: {h}·{self.stride[0]} = {oh}"
+        else:
+            rule = f"{h}·{self.stride[0]} + max({shapes.effective_kernel(kh, self.dilation[0])} − {self.stride[0]}, 0) = {oh}"
+        params = kh * kw * c * self.filters + (self.filters if self.bias else 0)
+        bn, bn_frozen = _post(self.filters, self.batchnorm)
+        return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, h * w * c * self.filters * kh * kw,
+                   upsample=self.stride)
+
+    def build(self, ins, ctx):
+        keras = ctx.keras
+        x = keras.layers.Conv2DTranspose(self.filters, self.kernel, strides=self.stride, padding=self.padding,
+                                         dilation_rate=self.dilation, use_bias=self.bias,
+                                         activation=keras_activation_inline(self),
+                                         kernel_initializer=self.initializer, name=ctx.name)(ins[0])
+        return x if keras_activation_inline(self) else finish(x, self, ctx)

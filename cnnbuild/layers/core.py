@@ -1,0 +1,299 @@
+"""Layers without a sliding window: batchnorm, dense, flatten, dropout, activations,
+pad, crop, upsample, reshape."""
+from __future__ import annotations
+
+from dataclasses import dataclass, make_dataclass
+from typing import Literal, Optional
+
+from .. import shapes
+from ..errors import Invalid
+from ..fields import Fraction01, NonNegativePair, Padding, Pair, PositiveFloat, PositiveInt
+from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, register
+
+
+def batchnorm_counts(channels: int, bn) -> tuple[int, int]:
+    """Keras's BatchNormalization: gamma and beta train; the moving mean and variance do not."""
+    trainable = channels * (int(bn.center) + int(bn.scale))
+    return trainable, 2 * channels
+
+
+@register("batchnorm")
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm(Kind):
+    """Batch normalisation over channels (Keras's BatchNormalization).
+
+    Attributes:
+      momentum: for the moving statistics (Keras default 0.99).
+      epsilon: added to the variance (Keras default 0.001).
+      center, scale: learn beta and gamma.
+    """
+
+    momentum: Fraction01 = 0.99
+    epsilon: PositiveFloat = 0.001
+    center: bool = True
+    scale: bool = True
+
+    def infer(self, ins, ctx):
+        channels = ins[0].shape[-1]
+        trainable, frozen = batchnorm_counts(channels, self)
+        return Out(ins[0].shape, "", trainable, frozen)
+
+    def keras_layer(self, ctx, name):
+        return ctx.keras.layers.BatchNormalization(momentum=self.momentum, epsilon=self.epsilon,
+                                                   center=self.center, scale=self.scale, name=name)
+
+    def build(self, ins, ctx):
+        return self.keras_layer(ctx, ctx.name)(ins[0])
+
+
+@register("dense")
+@dataclass(frozen=True, kw_only=True)
+class Dense(Kind):
+    """A fully connected layer: every output reads every input (on the last axis, as in Keras).
+
+    Attributes:
+      units: outputs.
+      activation, bias, initializer, batchnorm: as for conv.
+    """
+
+    units: PositiveInt
+    activation: Optional[Activation] = None
+    bias: bool = True
+    initializer: Initializer = "glorot_uniform"
+    batchnorm: bool | BatchNorm = False
+    main = "units"
+
+    def infer(self, ins, ctx):
+        shape = ins[0].shape
+        fan_in = shape[-1]
+        params = fan_in * self.units + (self.units if self.bias else 0)
+        rule = f"{fan_in}·{self.units} + {self.units}" if self.bias else f"{fan_in}·{self.units}"
+        extra = batchnorm_counts(self.units, BatchNorm() if self.batchnorm is True else self.batchnorm) \
+            if self.batchnorm else (0, 0)
+        rows = shapes.prod(shape[:-1])
+        return Out((*shape[:-1], self.units), rule + f" = {params}", params + extra[0], extra[1],
+                   rows * fan_in * self.units, whole=len(shape) == 1)
+
+    def build(self, ins, ctx):
+        from .conv import finish, keras_activation_inline
+        x = ctx.keras.layers.Dense(self.units, activation=keras_activation_inline(self), use_bias=self.bias,
+                                   kernel_initializer=self.initializer, name=ctx.name)(ins[0])
+        return x if keras_activation_inline(self) else finish(x, self, ctx)
+
+
+@register("flatten")
+@dataclass(frozen=True, kw_only=True)
+class Flatten(Kind):
+    """Flattens H × W × C into one vector of H·W·C (32×32×3 → 3072)."""
+
+    def infer(self, ins, ctx):
+        size = shapes.prod(ins[0].shape)
+        return Out((size,), " · ".join(str(d) for d in ins[0].shape) + f" = {size}", whole=True)
+
+    def build(self, ins, ctx):
+        return ctx.keras.layers.Flatten(name=ctx.name)(ins[0])
+
+
+@register("dropout")
+@dataclass(frozen=True, kw_only=True)
+class Dropout(Kind):
+    """Drops a fraction `rate` of the inputs while training; survivors are scaled by 1/(1 − rate).
+
+    Attributes:
+      rate: the fraction dropped, 0 ≤ rate < 1.
+      spatial: drop whole feature maps (Keras's SpatialDropout2D).
+    """
+
+    rate: Fraction01
+    spatial: bool = False
+    main = "rate"
+
+    def infer(self, ins, ctx):
+        if self.spatial:
+            need_spatial(ins[0], "dropout with spatial: true")
+        return Out(ins[0].shape)
+
+    def build(self, ins, ctx):
+        layers = ctx.keras.layers
+        kind = layers.SpatialDropout2D if self.spatial else layers.Dropout
+        return kind(self.rate, name=ctx.name)(ins[0])
+
+
+@register("activation")
+@dataclass(frozen=True, kw_only=True)
+class ActivationLayer(Kind):
+    """An activation function as its own layer: `activation: relu` (or the kind by name: `relu`).
+
+    Attributes:
+      function: the activation's name.
+      alpha: the slope for leaky_relu (default 0.1, as in the seeds) or the scale for elu.
+    """
+
+    function: Activation
+    alpha: Optional[float] = None
+    main = "function"
+
+    def infer(self, ins, ctx):
+        return Out(ins[0].shape)
+
+    def build(self, ins, ctx):
+        from .conv import activation_layer
+        return activation_layer(ctx, self.function, ctx.name, self.alpha)(ins[0])
+
+
+def _named_activation(function: str, alpha_default: float | None):
+    """A kind named after an activation function (`relu`, `leaky_relu: {alpha: 0.2}`)."""
+    fields = [("alpha", Optional[float], alpha_default)] if alpha_default is not None else []
+    cls = make_dataclass(f"Activation_{function}", fields, bases=(Kind,), frozen=True, kw_only=True)
+    cls.__doc__ = f"The {function} activation as a layer." + (
+        f"\n\n    Attributes:\n      alpha: {'negative slope' if function == 'leaky_relu' else 'scale'} (default {alpha_default})."
+        if alpha_default is not None else "")
+    cls.main = "alpha" if alpha_default is not None else None
+    cls.infer = lambda self, ins, ctx: Out(ins[0].shape)
+
+    def build(self, ins, ctx):
+        from .conv import activation_layer
+        return activation_layer(ctx, function, ctx.name, getattr(self, "alpha", None))(ins[0])
+    cls.build = build
+    return register(function)(cls)
+
+
+for _function in ("relu", "relu6", "selu", "gelu", "swish", "silu", "sigmoid", "hard_sigmoid", "hard_swish",
+                  "tanh", "softmax", "softplus", "softsign", "mish"):
+    _named_activation(_function, None)
+_named_activation("leaky_relu", 0.1)   # the seeds' Leaky ReLU = max(0.1x, x)
+_named_activation("elu", 1.0)
+
+
+@register("maxout")
+@dataclass(frozen=True, kw_only=True)
+class Maxout(Kind):
+    """Maxout: the max over `pieces` linear units; C channels become C / pieces.
+
+    Attributes:
+      pieces: units per max (default 2: max(w1ᵀx + b1, w2ᵀx + b2)).
+    """
+
+    pieces: PositiveInt = 2
+    main = "pieces"
+
+    def infer(self, ins, ctx):
+        c = ins[0].shape[-1]
+        if c % self.pieces:
+            raise Invalid(f"maxout with {self.pieces} pieces needs channels divisible by {self.pieces}, got {c}",
+                          f"make the previous layer give {c - c % self.pieces or self.pieces} or {c + self.pieces - c % self.pieces} channels")
+        return Out((*ins[0].shape[:-1], c // self.pieces), f"{c}/{self.pieces} = {c // self.pieces}")
+
+    def build(self, ins, ctx):
+        return ctx.custom.Maxout(self.pieces, name=ctx.name)(ins[0])
+
+
+@register("pad")
+@dataclass(frozen=True, kw_only=True)
+class Pad(Kind):
+    """Pads height and width.
+
+    Attributes:
+      padding: an int, [ph, pw], or [[top, bottom], [left, right]].
+      mode: zeros, reflect or symmetric.
+    """
+
+    padding: Padding
+    mode: PaddingMode = "zeros"
+    main = "padding"
+
+    def __post_init__(self):
+        if self.padding in ("valid", "same"):
+            raise Invalid(f"pad needs explicit sizes, got '{self.padding}'", "write padding: 1 or [[top, bottom], [left, right]]")
+
+    def infer(self, ins, ctx):
+        h, w, c = need_spatial(ins[0], "pad")
+        (t, b), (l, r) = self.padding
+        if self.mode != "zeros" and (max(t, b) >= h + (self.mode == "symmetric") or max(l, r) >= w + (self.mode == "symmetric")):
+            raise Invalid(f"{self.mode} padding of {max(t, b, l, r)} needs an input larger than {h}×{w}",
+                          "use mode: zeros, or pad less")
+        return Out((h + t + b, w + l + r, c), f"{h} + {t} + {b} = {h + t + b}")
+
+    def build(self, ins, ctx):
+        if self.mode == "zeros":
+            return ctx.keras.layers.ZeroPadding2D(self.padding, name=ctx.name)(ins[0])
+        return ctx.custom.Pad2D(self.padding, mode=self.mode, name=ctx.name)(ins[0])
+
+
+@register("crop")
+@dataclass(frozen=True, kw_only=True)
+class Crop(Kind):
+    """Crops rows and columns off the edges (Keras's Cropping2D).
+
+    Attributes:
+      cropping: an int, [ch, cw], or [[top, bottom], [left, right]].
+    """
+
+    cropping: Padding
+    main = "cropping"
+
+    def infer(self, ins, ctx):
+        h, w, c = need_spatial(ins[0], "crop")
+        if self.cropping in ("valid", "same"):
+            raise Invalid("crop needs sizes", "write cropping: 1 or [[top, bottom], [left, right]]")
+        (t, b), (l, r) = self.cropping
+        if t + b >= h or l + r >= w:
+            raise Invalid(f"cropping {t}+{b} rows and {l}+{r} columns leaves nothing of {h}×{w}")
+        return Out((h - t - b, w - l - r, c), f"{h} − {t} − {b} = {h - t - b}")
+
+    def build(self, ins, ctx):
+        return ctx.keras.layers.Cropping2D(self.cropping, name=ctx.name)(ins[0])
+
+
+@register("upsample")
+@dataclass(frozen=True, kw_only=True)
+class Upsample(Kind):
+    """Repeats rows and columns (Keras's UpSampling2D).
+
+    Attributes:
+      size: factor, an int or [h, w] (default 2).
+      interpolation: nearest or bilinear.
+    """
+
+    size: Pair = (2, 2)
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+    main = "size"
+
+    def infer(self, ins, ctx):
+        h, w, c = need_spatial(ins[0], "upsample")
+        return Out((h * self.size[0], w * self.size[1], c), f"{h}·{self.size[0]} = {h * self.size[0]}", upsample=self.size)
+
+    def build(self, ins, ctx):
+        return ctx.keras.layers.UpSampling2D(self.size, interpolation=self.interpolation, name=ctx.name)(ins[0])
+
+
+@register("reshape")
+@dataclass(frozen=True, kw_only=True)
+class Reshape(Kind):
+    """Reshapes to `shape` (without the batch axis; one entry may be -1).
+
+    Attributes:
+      shape: the new shape, e.g. [7, 7, 64] or [1, 1, -1].
+    """
+
+    shape: tuple[int, ...]
+    main = "shape"
+
+    def infer(self, ins, ctx):
+        size = shapes.prod(ins[0].shape)
+        if sum(1 for d in self.shape if d == -1) > 1 or any(d == 0 or d < -1 for d in self.shape):
+            raise Invalid(f"shape {list(self.shape)}: sizes must be positive, with at most one -1")
+        known = shapes.prod(d for d in self.shape if d != -1)
+        if -1 in self.shape:
+            if size % known:
+                raise Invalid(f"cannot reshape {size} values into {list(self.shape)}: {size} is not divisible by {known}")
+            out = tuple(size // known if d == -1 else d for d in self.shape)
+        else:
+            out = self.shape
+            if known != size:
+                raise Invalid(f"cannot reshape {list(ins[0].shape)} ({size} values) into {list(self.shape)} ({known} values)",
+                              "the product of the new shape must equal the old one; use -1 for one axis to infer it")
+        return Out(out, f"{size} values")
+
+    def build(self, ins, ctx):
+        return ctx.keras.layers.Reshape(self.shape, name=ctx.name)(ins[0])

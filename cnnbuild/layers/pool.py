@@ -1,0 +1,157 @@
+"""Pooling: max_pool, avg_pool, sum_pool, global_avg_pool, global_max_pool, max_unpool.
+
+Pools have no parameters and act on each activation map separately; a 2×2 pool with
+stride 2 halves each side. The stride defaults to the size, as in Keras.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import Invalid
+from ..fields import Padding, Pair
+from .base import Kind, Out, need_spatial, register, window
+from .conv import explicit_pads, keras_padding
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pool(Kind):
+    size: Pair = (2, 2)
+    stride: Optional[Pair] = None
+    padding: Padding = "valid"
+    main = "size"
+
+    @property
+    def strides(self):
+        return self.stride or self.size
+
+    def infer(self, ins, ctx):
+        h, w, c = need_spatial(ins[0], self.kind)
+        oh, ow, rule, _ = window((h, w, c), self.size, self.strides, self.padding, (1, 1), ctx)
+        return Out((oh, ow, c), rule, window=(*self.size, *self.strides))
+
+
+@register("max_pool")
+@dataclass(frozen=True, kw_only=True)
+class MaxPool(Pool):
+    """Max pooling: the largest value in each window.
+
+    Attributes:
+      size: window, an int or [h, w] (default 2).
+      stride: default = size.
+      padding: 'valid', 'same', or explicit sizes (padded with −inf, so padding never wins).
+    """
+
+    def build(self, ins, ctx):
+        x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, "zeros", self.size, self.strides,
+                                   (1, 1), ctx, fill=0.0 if self.padding in ("valid", "same") else float("-inf"))
+        return ctx.keras.layers.MaxPooling2D(self.size, strides=self.strides, padding=padding, name=ctx.name)(x)
+
+
+@register("avg_pool")
+@dataclass(frozen=True, kw_only=True)
+class AvgPool(Pool):
+    """Average pooling: the mean of each window.
+
+    Attributes:
+      size, stride: as for max_pool.
+      padding: 'valid', 'same' (Keras: the mean of the values inside the image), or explicit
+        sizes (zeros, counted in the mean).
+    """
+
+    def build(self, ins, ctx):
+        x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, "zeros", self.size, self.strides, (1, 1), ctx)
+        if self.padding not in ("valid", "same") and padding == "same":  # explicit zeros count in the mean
+            x = ctx.keras.layers.ZeroPadding2D(explicit_pads(ctx.shape(ins[0]), self.padding, self.size, self.strides, (1, 1)),
+                                               name=f"{ctx.name}_pad")(x)
+            padding = "valid"
+        return ctx.keras.layers.AveragePooling2D(self.size, strides=self.strides, padding=padding, name=ctx.name)(x)
+
+
+@register("sum_pool")
+@dataclass(frozen=True, kw_only=True)
+class SumPool(Pool):
+    """Sum pooling: the sum of each window (= average × window area; padding counts as zeros).
+
+    Attributes:
+      size, stride, padding: as for max_pool.
+    """
+
+    def build(self, ins, ctx):
+        keras = ctx.keras
+        x = ins[0]
+        pads = explicit_pads(ctx.shape(x), self.padding, self.size, self.strides, (1, 1))
+        if pads != ((0, 0), (0, 0)):
+            x = keras.layers.ZeroPadding2D(pads, name=f"{ctx.name}_pad")(x)
+        x = keras.layers.AveragePooling2D(self.size, strides=self.strides, padding="valid", name=f"{ctx.name}_avg")(x)
+        return keras.layers.Rescaling(float(self.size[0] * self.size[1]), name=ctx.name)(x)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalPool(Kind):
+    keepdims: bool = False
+
+    def infer(self, ins, ctx):
+        h, w, c = need_spatial(ins[0], self.kind)
+        return Out((1, 1, c) if self.keepdims else (c,), f"{h}×{w} → 1", whole=True)
+
+
+@register("global_avg_pool")
+@dataclass(frozen=True, kw_only=True)
+class GlobalAvgPool(GlobalPool):
+    """The mean of each whole activation map: H × W × C → C.
+
+    Attributes:
+      keepdims: keep the 1 × 1 × C shape.
+    """
+
+    def build(self, ins, ctx):
+        return ctx.keras.layers.GlobalAveragePooling2D(keepdims=self.keepdims, name=ctx.name)(ins[0])
+
+
+@register("global_max_pool")
+@dataclass(frozen=True, kw_only=True)
+class GlobalMaxPool(GlobalPool):
+    """The max of each whole activation map: H × W × C → C.
+
+    Attributes:
+      keepdims: keep the 1 × 1 × C shape.
+    """
+
+    def build(self, ins, ctx):
+        return ctx.keras.layers.GlobalMaxPooling2D(keepdims=self.keepdims, name=ctx.name)(ins[0])
+
+
+@register("max_unpool")
+@dataclass(frozen=True, kw_only=True)
+class MaxUnpool(Kind):
+    """SegNet's unpooling: each value goes back to the position where the named max_pool
+    found its maximum; the rest is zero. Output size = that pool's input size.
+
+    Attributes:
+      pool: the name of a max_pool layer (size = stride, no padding).
+    """
+
+    pool: str
+    main = "pool"
+
+    def infer(self, ins, ctx):
+        pool_layer, pool_ins, pool_out = ctx.lookup(self.pool)
+        if pool_layer.kind != "max_pool":
+            raise Invalid(f"'{self.pool}' is a {pool_layer.kind}, not a max_pool", "name the max_pool whose positions to reuse")
+        args = pool_layer.args
+        if args.strides != args.size or args.padding != "valid":
+            raise Invalid(f"max_pool '{self.pool}' must have stride = size and padding: valid to be unpooled")
+        h, w, c = need_spatial(ins[0], "max_unpool")
+        if (h, w) != pool_out.shape[:2]:
+            raise Invalid(f"input is {h}×{w} but max_pool '{self.pool}' gave {pool_out.shape[0]}×{pool_out.shape[1]}",
+                          "unpool at the same depth as the pool (mirror the encoder)")
+        if c != pool_out.shape[2]:
+            raise Invalid(f"input has {c} channels but max_pool '{self.pool}' gave {pool_out.shape[2]}",
+                          f"make the layer before give {pool_out.shape[2]} channels")
+        ph, pw, _ = pool_ins[0].shape
+        return Out((ph, pw, c), f"unpool to {ph}×{pw}", upsample=args.size)
+
+    def build(self, ins, ctx):
+        layer, pool_ins, pool_out = ctx.lookup(self.pool)
+        return ctx.custom.MaxUnpool(layer.args.size, name=ctx.name)([ins[0], pool_ins[0], pool_out])

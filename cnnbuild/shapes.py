@@ -1,0 +1,109 @@
+"""Shape rules: small pure functions, the arithmetic the seeds teach.
+
+Every rule returns the output size and the text of the rule with its numbers, so the
+report can show the arithmetic (`(32 − 5 + 2·0)/1 + 1 = 28`). Nothing here imports
+TensorFlow or Keras.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+
+def effective_kernel(kernel: int, dilation: int = 1) -> int:
+    """Size a dilated kernel covers: D·(F − 1) + 1.
+
+    >>> [effective_kernel(3, d) for d in (1, 2, 4)]
+    [3, 5, 9]
+    """
+    return dilation * (kernel - 1) + 1
+
+
+def window_output(size: int, kernel: int, stride: int, pad_total: int, dilation: int = 1) -> tuple[Fraction, str]:
+    """(N − F + 2P)/S + 1, exactly, with the text of the rule. `pad_total` is both sides
+    together (2P when symmetric). The result may be fractional: the caller decides.
+
+    >>> window_output(32, 5, 1, 0)[1]
+    '(32 − 5 + 2·0)/1 + 1 = 28'
+    >>> [str(window_output(7, 3, s, 0)[0]) for s in (1, 2, 3)]
+    ['5', '3', '7/3']
+    >>> window_output(7, 3, 3, 0)[1]
+    '(7 − 3 + 2·0)/3 + 1 = 2.33'
+    """
+    f = effective_kernel(kernel, dilation)
+    value = Fraction(size - f + pad_total, stride) + 1
+    pad_text = f"2·{pad_total // 2}" if pad_total % 2 == 0 else f"{pad_total}"
+    f_text = f"{f}" if dilation == 1 else f"{f}"
+    shown = f"{value.numerator}" if value.denominator == 1 else f"{float(value):.2f}"
+    return value, f"({size} − {f_text} + {pad_text})/{stride} + 1 = {shown}"
+
+
+def same_output(size: int, stride: int) -> int:
+    """Keras's 'same' padding: ceil(N/S), whatever the kernel.
+
+    >>> same_output(7, 2), same_output(224, 2), same_output(5, 1)
+    (4, 112, 5)
+    """
+    return -(-size // stride)
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """The (before, after) padding that 'same' implies, as TensorFlow places it (the extra
+    one goes after).
+
+    >>> same_padding(224, 3, 2), same_padding(5, 3, 1), same_padding(7, 5, 1)
+    ((0, 1), (1, 1), (2, 2))
+    """
+    out = same_output(size, stride)
+    total = max((out - 1) * stride + effective_kernel(kernel, dilation) - size, 0)
+    return total // 2, total - total // 2
+
+
+def transpose_output(size: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> int:
+    """Transposed convolution, as Keras computes it (output_padding unset).
+
+    >>> transpose_output(7, 3, 2, 'valid'), transpose_output(7, 3, 2, 'same')
+    (15, 14)
+    """
+    if padding == "same":
+        return size * stride
+    return size * stride + max(effective_kernel(kernel, dilation) - stride, 0)
+
+
+def floor_drop(size: int, kernel: int, stride: int, pad_total: int, dilation: int = 1) -> int:
+    """Rows (or columns) a floor rounding leaves unread at the far edge.
+
+    >>> floor_drop(7, 3, 3, 0)
+    1
+    """
+    f = effective_kernel(kernel, dilation)
+    return (size + pad_total - f) % stride
+
+
+def fixes_for_whole(size: int, kernel: int, stride: int, pad_total: int, dilation: int = 1) -> list[str]:
+    """Small changes that make (N − F + 2P)/S + 1 a whole number, for error hints.
+
+    >>> fixes_for_whole(7, 3, 3, 0)
+    ['padding: 1 gives 3', 'stride: 2 gives 3', 'stride: 1 gives 5']
+    """
+    f = effective_kernel(kernel, dilation)
+    fixes = []
+    symmetric = pad_total // 2
+    for p in range(symmetric + 1, symmetric + 1 + max(f, stride)):
+        if (size - f + 2 * p) % stride == 0:
+            fixes.append(f"padding: {p} gives {(size - f + 2 * p) // stride + 1}")
+            break
+    for s in range(stride - 1, 0, -1):
+        if (size - f + pad_total) % s == 0 and size - f + pad_total >= 0:
+            fixes.append(f"stride: {s} gives {(size - f + pad_total) // s + 1}")
+            if len(fixes) >= 3:
+                break
+    return fixes
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def prod(values) -> int:
+    return math.prod(int(v) for v in values)

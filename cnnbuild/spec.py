@@ -1,0 +1,524 @@
+"""YAML → Spec: every value validated, every layer knows its file:line:column.
+
+`load_spec(path)` (or `parse_spec(text)`) returns a frozen `Spec`, or raises SpecError
+listing every problem found. Names are resolved here: each layer gets a name unique in the
+model (a composite prefixes its children's names with its own), and `inputs:` / `with:`
+become those unique names, so the later stages never look at YAML again.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from . import source
+from .errors import Invalid, Problem, SpecError, Where
+from .expr import substitute
+from .fields import Range, coerce, did_you_mean, parse_fields
+from .layers import REGISTRY
+from .layers.base import Layer
+from .layers.composite import BlockUse, Repeat
+from .source import Node
+
+PREVIOUS = ""              # in Layer.inputs: the previous layer's output
+MAX_LAYERS = 20_000        # after blocks and repeats are expanded; ResNet-152 has ~500
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+COMMON_KEYS = ("name", "inputs", "with", "rounding", "trainable")
+
+# Keras class names a user may write as a kind.
+KERAS_KINDS = {
+    "conv2d": "conv", "convolution2d": "conv", "depthwiseconv2d": "depthwise_conv", "separableconv2d": "separable_conv",
+    "conv2dtranspose": "conv_transpose", "maxpooling2d": "max_pool", "maxpool2d": "max_pool", "maxpool": "max_pool",
+    "averagepooling2d": "avg_pool", "avgpool2d": "avg_pool", "avgpool": "avg_pool",
+    "globalaveragepooling2d": "global_avg_pool", "globalmaxpooling2d": "global_max_pool",
+    "batchnormalization": "batchnorm", "batch_norm": "batchnorm", "batchnorm2d": "batchnorm", "linear": "dense",
+    "zeropadding2d": "pad", "cropping2d": "crop", "upsampling2d": "upsample", "concatenate": "concat",
+    "leakyrelu": "leaky_relu", "convolution": "conv", "pool": "max_pool",
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits a spec must stay within before anything is allocated (settable per spec or
+    on the command line).
+
+    Attributes:
+      params: the most parameters (default 2 billion; VGG16 has 138 million).
+      activation_bytes: the most activation memory for one image in float32 (default 4 GiB).
+    """
+
+    params: int = 2_000_000_000
+    activation_bytes: int = 4 << 30
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    input: tuple
+    layers: tuple
+    file: str = "<spec>"
+    rounding: str = "exact"
+    budget: Budget = Budget()
+    description: str = ""
+    sections: dict = field(default_factory=dict)   # data / augment / train: plain values, parsed by their stages
+    where: Where = Where("<spec>", 1, 1)
+
+    def all_layers(self):
+        """Every layer, composites' children included, in order."""
+        def walk(layers):
+            for layer in layers:
+                yield layer
+                for _, children in layer.args.children():
+                    yield from walk(children)
+        return walk(self.layers)
+
+
+TOP_KEYS = ("name", "description", "input", "layers", "blocks", "rounding", "budget", "data", "augment", "train")
+SECTION_KEYS = ("data", "augment", "train")
+
+
+def load_spec(path, overrides=None) -> Spec:
+    return from_node(source.load(path), overrides)
+
+
+def parse_spec(text: str, name: str = "<spec>", overrides=None) -> Spec:
+    return from_node(source.parse_text(text, name), overrides)
+
+
+def from_node(root: Node, overrides=None) -> Spec:
+    """The parser's entry point. `overrides` is a list of ('dotted.key', Node) pairs, from
+    `--set` on the command line; they replace values before anything is checked."""
+    problems: list[Problem] = []
+    file = root.where.file
+    if not root.is_map:
+        raise SpecError([Problem(root.where, "a spec must be a mapping with 'name', 'input' and 'layers'",
+                                 "start the file with 'name: mynet'")])
+    for dotted, value in overrides or ():
+        _override(root, dotted, value, problems)
+    for key in root.value:
+        if key not in TOP_KEYS:
+            problems.append(Problem(root.key_where(key), f"unknown top-level key '{key}'", did_you_mean(key, TOP_KEYS)))
+    top = root.value
+    name = _top(top, "name", str, problems, root) or "model"
+    if "name" in top and isinstance(top["name"].value, str) and not NAME.match(top["name"].value):
+        problems.append(Problem(top["name"].where, f"name '{name}' must start with a letter and use letters, digits and _"))
+    shape = _input(top.get("input"), root, problems)
+    rounding = _top(top, "rounding", Literal["exact", "floor"], problems, root, "exact")
+    budget = Budget()
+    if "budget" in top:
+        budget = parse_fields(Budget, top["budget"], problems) or budget if top["budget"].is_map else budget
+    blocks = _blocks(top.get("blocks"), problems)
+    parser = _Parser(file, blocks, problems)
+    layers = ()
+    if "layers" not in top:
+        problems.append(Problem(root.where, "missing 'layers:'", "list the layers, e.g. '- conv: {filters: 6, kernel: 5}'"))
+    elif not top["layers"].is_list or not top["layers"].value:
+        problems.append(Problem(top["layers"].where, "'layers' must be a non-empty list of layers"))
+    else:
+        root_scope = _Scope("", None)
+        root_scope.names["input"] = "input"
+        parser.used.add("input")
+        layers = parser.sequence(top["layers"], root_scope)
+    if problems:
+        raise SpecError(problems)
+    sections = {key: top[key].plain() for key in SECTION_KEYS if key in top}
+    return Spec(name=name, input=shape, layers=layers, file=file, rounding=rounding, budget=budget,
+                description=top["description"].value if "description" in top else "",
+                sections=sections, where=root.where)
+
+
+def _top(top, key, annotation, problems, root, default=None):
+    if key not in top:
+        return default
+    try:
+        return coerce(top[key], annotation)
+    except Invalid as e:
+        problems.append(Problem(top[key].where, f"'{key}' {e.message}", e.hint))
+        return default
+
+
+def _input(node, root, problems):
+    if node is None:
+        problems.append(Problem(root.where, "missing 'input:'", "give the image size: input: [height, width, channels]"))
+        return (1, 1, 1)
+    try:
+        shape = coerce(node, tuple[int, ...])
+    except Invalid as e:
+        problems.append(Problem(node.where, f"'input' {e.message}", "write input: [height, width, channels]"))
+        return (1, 1, 1)
+    if len(shape) != 3 or any(d < 1 for d in shape):
+        problems.append(Problem(node.where, f"'input' must be [height, width, channels] of positive sizes, got {list(shape)}",
+                                "e.g. input: [32, 32, 3] for a colour image, [28, 28, 1] for grayscale"))
+        return (1, 1, 1)
+    return shape
+
+
+def _override(root, dotted, value, problems):
+    """Apply `--set a.b.c=value`. Lists are indexed by number (`layers.0.conv.filters`)."""
+    parts = dotted.split(".")
+    node = root
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if node.is_map:
+            if last:
+                node.value[part] = value
+                node.keys.setdefault(part, value.where)
+                return
+            if part not in node.value:
+                node.value[part] = source.Node({}, value.where)
+                node.keys[part] = value.where
+            node = node.value[part]
+        elif node.is_list and part.isdigit() and int(part) < len(node.value):
+            if last:
+                node.value[int(part)] = value
+                return
+            node = node.value[int(part)]
+        else:
+            problems.append(Problem(value.where, f"--set {dotted}: '{'.'.join(parts[:i])}' is not a mapping or list "
+                                                 f"with '{part}'", "check the key path against the spec"))
+            return
+
+
+@dataclass
+class _Block:
+    params: dict          # name → default Node, or None when required
+    layers: Node
+    where: Where
+
+
+def _blocks(node, problems) -> dict:
+    if node is None:
+        return {}
+    if not node.is_map:
+        problems.append(Problem(node.where, "'blocks' must map block names to {params, layers}"))
+        return {}
+    blocks = {}
+    for name, body in node.value.items():
+        where = node.key_where(name)
+        if name in REGISTRY:
+            problems.append(Problem(where, f"block name '{name}' is a built-in kind", f"rename it, e.g. '{name}_block'"))
+            continue
+        if not NAME.match(name):
+            problems.append(Problem(where, f"block name '{name}' must start with a letter and use letters, digits and _"))
+            continue
+        if not body.is_map:
+            problems.append(Problem(body.where, f"block '{name}' must have 'layers:' (and optionally 'params:')"))
+            continue
+        for key in body.value:
+            if key not in ("params", "layers", "description"):
+                problems.append(Problem(body.key_where(key), f"unknown key '{key}' in block '{name}'",
+                                        did_you_mean(key, ("params", "layers", "description"))))
+        params = {}
+        p = body.value.get("params")
+        if p is not None:
+            if not p.is_map:
+                problems.append(Problem(p.where, "'params' must map names to defaults (or 'required')"))
+            else:
+                for pname, default in p.value.items():
+                    if not NAME.match(pname) or pname == "index":
+                        problems.append(Problem(p.key_where(pname), f"parameter name '{pname}' is not allowed"))
+                    params[pname] = None if default.value == "required" else default
+        layers = body.value.get("layers")
+        if layers is None or not layers.is_list or not layers.value:
+            problems.append(Problem(body.where, f"block '{name}' needs a non-empty 'layers:' list"))
+            continue
+        blocks[name] = _Block(params, layers, where)
+    return blocks
+
+
+class _Scope:
+    """Names visible in one sequence: a composite's children share its scope."""
+
+    def __init__(self, prefix, parent):
+        self.prefix, self.parent = prefix, parent
+        self.names: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
+
+    def qualify(self, local):
+        return f"{self.prefix}_{local}" if self.prefix else local
+
+    def resolve(self, local):
+        scope = self
+        while scope:
+            if local in scope.names:
+                return scope.names[local]
+            scope = scope.parent
+        return None
+
+    def visible(self):
+        scope, names = self, []
+        while scope:
+            names += list(scope.names)
+            scope = scope.parent
+        return names
+
+
+class _Parser:
+    def __init__(self, file, blocks, problems):
+        self.file, self.blocks, self.problems = file, blocks, problems
+        self.used: set[str] = set()
+        self.count = 0
+        self.expanding: list[str] = []
+
+    def error(self, where, message, hint=""):
+        self.problems.append(Problem(where, message, hint))
+
+    def sequence(self, node: Node, scope: _Scope) -> tuple:
+        explicit = {item.value[k].value["name"].value for item in node.value if item.is_map
+                    for k in item.value if item.value[k].is_map and "name" in item.value[k].value
+                    and isinstance(item.value[k].value["name"].value, str)}
+        scope.reserved = getattr(scope, "reserved", set()) | explicit
+        out = []
+        for item in node.value:
+            layer = self.layer(item, scope)
+            if layer is not None:
+                out.append(layer)
+        return tuple(out)
+
+    def layer(self, node: Node, scope: _Scope) -> Optional[Layer]:
+        self.count += 1
+        if self.count > MAX_LAYERS:
+            if self.count == MAX_LAYERS + 1:
+                self.error(node.where, f"the spec expands to more than {MAX_LAYERS:,} layers",
+                           "lower a repeat's 'times' or nest fewer repeats")
+            return None
+        if isinstance(node.value, str):
+            kind, body = node.value, Node(None, node.where)
+        elif node.is_map and len(node.value) == 1:
+            kind, body = next(iter(node.value.items()))
+        elif node.is_map and any(k in COMMON_KEYS for k in node.value):
+            kinds = [k for k in node.value if k not in COMMON_KEYS]
+            self.error(node.where, f"a layer is a one-key mapping `kind: {{arguments}}`; got keys {', '.join(node.value)}",
+                       f"move {', '.join(k for k in node.value if k in COMMON_KEYS)} inside {kinds[0] if kinds else 'the kind'}'s "
+                       f"arguments, e.g. `- conv: {{filters: 8, kernel: 3, name: c1}}`")
+            return None
+        else:
+            self.error(node.where, "a layer is a one-key mapping `kind: {arguments}` or a bare kind like `flatten`",
+                       "e.g. `- conv: {filters: 6, kernel: 5}`")
+            return None
+        if kind in self.blocks:
+            return self.block_use(kind, body, node, scope)
+        cls = REGISTRY.get(kind)
+        if cls is None:
+            self.error(node.key_where(kind) if node.is_map else node.where, f"unknown layer kind '{kind}'",
+                       self._kind_hint(kind))
+            return None
+        args_node = body
+        if body.value is None:
+            args_node = Node({}, body.where)
+        elif not body.is_map:
+            if cls.main is None:
+                self.error(body.where, f"{kind} takes no single value; got {body.value!r}",
+                           f"write `- {kind}` alone, or `- {kind}: {{name: …}}`")
+                return None
+            args_node = Node({cls.main: body}, body.where, {cls.main: body.where})
+        common = self.common(args_node, cls, scope)
+        if common is None:
+            return None
+        name, inputs, rounding, trainable = common
+        child_scope = _Scope(name, scope)
+        before = len(self.problems)
+        if cls is Repeat:
+            args = self.repeat(args_node, child_scope)
+        else:
+            args = parse_fields(cls, args_node, self.problems,
+                                layer_parser=lambda n, label: self.sequence(n, child_scope) if n.value else (),
+                                skip=COMMON_KEYS)
+        if args is None or len(self.problems) > before:
+            return None
+        for ref in getattr(args, "refs", ()):
+            target = self._reference(getattr(args, ref), args_node.value[ref].where, scope)
+            if target is None:
+                return None
+            args = dataclasses.replace(args, **{ref: target})
+        return Layer(args, name, inputs, node.where, rounding, trainable)
+
+    def common(self, args_node, cls, scope):
+        """name, inputs / with, rounding, trainable: keys every layer may carry."""
+        values = args_node.value
+        ok = True
+        local = None
+        if "name" in values:
+            local = values["name"].value
+            if not isinstance(local, str) or not NAME.match(local):
+                self.error(values["name"].where, f"name {local!r} must start with a letter and use letters, digits and _")
+                ok = False
+            elif local in scope.names:
+                self.error(values["name"].where, f"name '{local}' is used twice", "give each layer its own name")
+                ok = False
+        if local is None or not ok:
+            n = scope.counts.get(cls.kind, 0)
+            while True:
+                n += 1
+                candidate = f"{cls.kind}_{n}"
+                if candidate not in scope.names and candidate not in getattr(scope, "reserved", ()) \
+                        and scope.qualify(candidate) not in self.used:
+                    break
+            scope.counts[cls.kind] = n
+            local = candidate
+        name = scope.qualify(local)
+        if name in self.used and ok:
+            self.error(args_node.where, f"layer name '{name}' is already taken", "rename one of the layers")
+            ok = False
+        inputs = ()
+        if "inputs" in values and "with" in values:
+            self.error(values["with"].where, "give either 'inputs' or 'with', not both")
+            ok = False
+        for key in ("inputs", "with"):
+            if key not in values:
+                continue
+            if key == "with" and not cls.merges:
+                self.error(args_node.key_where("with"), f"'with' is for concat, add and multiply, not {cls.kind}",
+                           "use 'inputs: [name]' to read another layer")
+                ok = False
+                continue
+            try:
+                refs = coerce(values[key], tuple[str, ...])
+            except Invalid as e:
+                self.error(values[key].where, f"'{key}' {e.message}", "list layer names, e.g. [conv_1, pool_2]")
+                ok = False
+                continue
+            resolved = []
+            for ref in refs:
+                target = self._reference(ref, values[key].where, scope)
+                ok = ok and target is not None
+                resolved.append(target)
+            inputs = tuple(resolved) if key == "inputs" else (PREVIOUS, *resolved)
+        count = len(inputs) or 1
+        low, high = cls.inputs_range
+        if ok and not low <= count <= high:
+            if low > 1:
+                self.error(args_node.where, f"{cls.kind} joins at least {low} inputs, got {count}",
+                           f"add `with: [name]` (joined to the previous layer) or `inputs: [a, b]`")
+            else:
+                self.error(args_node.where, f"{cls.kind} reads one input, got {count}", "use concat or add to join layers first")
+            ok = False
+        rounding = None
+        if "rounding" in values:
+            try:
+                rounding = coerce(values["rounding"], Literal["exact", "floor"])
+            except Invalid as e:
+                self.error(values["rounding"].where, f"'rounding' {e.message}", e.hint)
+                ok = False
+        trainable = True
+        if "trainable" in values:
+            try:
+                trainable = coerce(values["trainable"], bool)
+            except Invalid as e:
+                self.error(values["trainable"].where, f"'trainable' {e.message}")
+                ok = False
+        scope.names[local] = name
+        self.used.add(name)
+        return (name, inputs, rounding, trainable) if ok else None
+
+    def _reference(self, ref, where, scope):
+        target = scope.resolve(ref)
+        if target is None:
+            visible = scope.visible()
+            self.error(where, f"no layer named '{ref}' before this one",
+                       did_you_mean(ref, visible) if visible else "name a layer defined earlier with 'name:'")
+        return target
+
+    def repeat(self, args_node, scope):
+        values = args_node.value
+        times = None
+        if "times" in values:
+            try:
+                times = coerce(values["times"], int)
+                Range(1, MAX_LAYERS).check(times)
+            except Invalid as e:
+                self.error(values["times"].where, f"'times' {e.message}")
+                return None
+        args = parse_fields(Repeat, Node({k: v for k, v in values.items() if k != "layers"} | {"layers": Node([], args_node.where)},
+                                         args_node.where, args_node.keys),
+                            self.problems, layer_parser=lambda n, label: (), skip=COMMON_KEYS)
+        layers = values.get("layers")
+        if args is None or layers is None:
+            return None
+        if not layers.is_list or not layers.value:
+            self.error(layers.where, "'layers' must be a non-empty list of layers")
+            return None
+        copies = []
+        for i in range(1, times + 1):
+            body = _substituted(layers, {"index": i}, self.problems, keep=())
+            if body is None:
+                return None
+            copies.append(self.sequence(body, _Scope(scope.qualify(str(i)), scope)))
+            if self.count > MAX_LAYERS:
+                return None
+        return dataclasses.replace(args, copies=tuple(copies))
+
+    def block_use(self, kind, body, node, scope):
+        block = self.blocks[kind]
+        if kind in self.expanding:
+            self.error(node.where, f"block '{kind}' uses itself ({' → '.join(self.expanding + [kind])})",
+                       "a block cannot contain itself")
+            return None
+        args_node = Node({}, body.where) if body.value is None else body
+        if not args_node.is_map:
+            self.error(body.where, f"block '{kind}' takes its parameters as a mapping",
+                       f"e.g. `- {kind}: {{{', '.join(f'{p}: …' for p in block.params) or 'name: …'}}}`")
+            return None
+        values, ok = {}, True
+        for key, value in args_node.value.items():
+            if key in COMMON_KEYS:
+                continue
+            if key not in block.params:
+                self.error(args_node.key_where(key), f"block '{kind}' has no parameter '{key}'",
+                           did_you_mean(key, block.params) if block.params else "this block takes no parameters")
+                ok = False
+                continue
+            if not (value.value is None or isinstance(value.value, (int, float, str, bool))):
+                self.error(value.where, f"parameter '{key}' must be a single value")
+                ok = False
+            values[key] = value.value
+        for pname, default in block.params.items():
+            if pname not in values:
+                if default is None:
+                    self.error(args_node.where, f"block '{kind}' needs parameter '{pname}'", f"add '{pname}: …'")
+                    ok = False
+                else:
+                    values[pname] = default.value
+        fake = type("BlockKind", (), {"kind": kind, "merges": False, "inputs_range": (1, 1)})
+        common = self.common(args_node, fake, scope)
+        if not ok or common is None:
+            return None
+        name, inputs, rounding, trainable = common
+        layers = _substituted(block.layers, values, self.problems, keep=("index",))
+        if layers is None:
+            return None
+        self.expanding.append(kind)
+        try:
+            children = self.sequence(layers, _Scope(name, scope))
+        finally:
+            self.expanding.pop()
+        use = BlockUse(block=kind, values=tuple(sorted((k, v) for k, v in values.items())), layers=children)
+        return Layer(use, name, inputs, node.where, rounding, trainable)
+
+    def _kind_hint(self, kind):
+        known = sorted(REGISTRY) + sorted(self.blocks)
+        lowered = kind.lower()
+        if lowered in KERAS_KINDS:
+            return f"did you mean '{KERAS_KINDS[lowered]}'? ('{kind}' is Keras's name)"
+        return did_you_mean(kind, known)
+
+
+def _substituted(node: Node, values: dict, problems, keep) -> Optional[Node]:
+    """A deep copy of `node` with `$name` and `${expr}` replaced by the use's values."""
+    before = len(problems)
+
+    def walk(n: Node) -> Node:
+        if n.is_map:
+            return Node({k: walk(v) for k, v in n.value.items()}, n.where, dict(n.keys))
+        if n.is_list:
+            return Node([walk(v) for v in n.value], n.where)
+        if isinstance(n.value, str) and "$" in n.value:
+            try:
+                return Node(substitute(n.value, values, keep), n.where)
+            except Invalid as e:
+                problems.append(Problem(n.where, e.message, e.hint))
+        return copy.copy(n)
+    out = walk(node)
+    return out if len(problems) == before else None
