@@ -49,6 +49,10 @@ class _Builder:
     def lookup(self, name):
         return self.env[name]
 
+    def bind(self, name, tensor):
+        """Make a tensor referable by name (a composite's input is `input` inside it)."""
+        self.env[name] = (None, [], tensor)
+
     def run(self, layers, x, label=None):
         prev = x
         for layer in layers:
@@ -56,6 +60,8 @@ class _Builder:
             outer = self.layer
             self.layer = layer
             self.trainable.append(self.trainable[-1] and layer.trainable)
+            if layer.args.children():
+                self.bind(f"{layer.name}_input", ins[0])
             try:
                 out = layer.args.build(ins, self)
             finally:

@@ -132,6 +132,10 @@ class _Engine:
     def lookup(self, name):
         return self.env[name]
 
+    def bind(self, name, tensor):
+        """Make a tensor referable by name (a composite's input is `input` inside it)."""
+        self.env[name] = (None, [], tensor)
+
     def _context(self, message):
         layer = self.layer
         text = f"{layer.kind} '{layer.name}': {message}"
@@ -166,6 +170,8 @@ class _Engine:
         outer_layer = self.layer
         self.layer = layer
         self.stack.append(layer)
+        if layer.args.children():
+            self.bind(f"{layer.name}_input", ins[0])
         try:
             result = layer.args.infer(ins, self)
         except Invalid as e:
@@ -190,7 +196,7 @@ class _Engine:
 
     def _receptive(self, ins, out):
         if out.whole:
-            return self.spec.input[:2], (float("inf"), float("inf"))
+            return self.spec.input[:2], tuple(float(d) for d in self.spec.input[:2])
         if out.merged:
             sources = out.merged
         else:

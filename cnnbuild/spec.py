@@ -319,6 +319,7 @@ class _Parser:
             return None
         name, inputs, rounding, trainable = common
         child_scope = _Scope(name, scope)
+        child_scope.names["input"] = f"{name}_input"   # inside a composite, `input` is its input
         before = len(self.problems)
         if cls is Repeat:
             args = self.repeat(args_node, child_scope)
@@ -344,6 +345,10 @@ class _Parser:
             local = values["name"].value
             if not isinstance(local, str) or not NAME.match(local):
                 self.error(values["name"].where, f"name {local!r} must start with a letter and use letters, digits and _")
+                ok = False
+            elif local == "input":
+                self.error(values["name"].where, "the name 'input' is reserved: it means the model's (or the enclosing "
+                           "block's) input", "choose another name")
                 ok = False
             elif local in scope.names:
                 self.error(values["name"].where, f"name '{local}' is used twice", "give each layer its own name")
@@ -445,7 +450,9 @@ class _Parser:
             body = _substituted(layers, {"index": i}, self.problems, keep=())
             if body is None:
                 return None
-            copies.append(self.sequence(body, _Scope(scope.qualify(str(i)), scope)))
+            copy_scope = _Scope(scope.qualify(str(i)), scope)
+            copy_scope.names["input"] = copy_scope.qualify("input")   # this repetition's input
+            copies.append(self.sequence(body, copy_scope))
             if self.count > MAX_LAYERS:
                 return None
         return dataclasses.replace(args, copies=tuple(copies))
@@ -490,8 +497,10 @@ class _Parser:
         if layers is None:
             return None
         self.expanding.append(kind)
+        block_scope = _Scope(name, scope)
+        block_scope.names["input"] = f"{name}_input"   # inside a block, `input` is the use's input
         try:
-            children = self.sequence(layers, _Scope(name, scope))
+            children = self.sequence(layers, block_scope)
         finally:
             self.expanding.pop()
         use = BlockUse(block=kind, values=tuple(sorted((k, v) for k, v in values.items())), layers=children)

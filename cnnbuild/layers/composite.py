@@ -117,7 +117,8 @@ def projection(layer, residual, channels: int, stride: int) -> tuple:
     convs = [child.args for child in residual.body if hasattr(child.args, "batchnorm")]
     batchnorm = next((c.batchnorm for c in convs if c.batchnorm), False)
     bias = convs[0].bias if convs else True
-    conv = Conv(filters=channels, kernel=(1, 1), stride=(stride, stride), bias=bias, batchnorm=batchnorm)
+    # 'same' on a 1×1 kernel pads nothing and gives ⌈N/S⌉, the size a 'same' body gives
+    conv = Conv(filters=channels, kernel=(1, 1), stride=(stride, stride), padding="same", bias=bias, batchnorm=batchnorm)
     return (Layer(conv, f"{layer.name}_shortcut", (), layer.where, trainable=layer.trainable),)
 
 
@@ -142,6 +143,7 @@ class Repeat(Kind):
     def infer(self, ins, ctx):
         x = ins[0]
         for i, copy in enumerate(self.copies):
+            ctx.bind(f"{ctx.layer.name}_{i + 1}_input", x)
             x = ctx.run(copy, x, f"[{i + 1}]")
             if x is None:
                 return None
@@ -149,7 +151,8 @@ class Repeat(Kind):
 
     def build(self, ins, ctx):
         x = ins[0]
-        for copy in self.copies:
+        for i, copy in enumerate(self.copies):
+            ctx.bind(f"{ctx.layer.name}_{i + 1}_input", x)
             x = ctx.run(copy, x)
         return x
 
