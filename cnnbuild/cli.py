@@ -27,9 +27,20 @@ def _parser():
     return parser
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _budget_args(p):
-    p.add_argument("--max-params", type=int, help="refuse a model with more parameters than this")
-    p.add_argument("--max-memory", type=int, metavar="BYTES", help="refuse a model whose activations for one image exceed this")
+    p.add_argument("--max-params", type=_positive_int, help="refuse a model with more parameters than this")
+    p.add_argument("--max-memory", type=_positive_int, metavar="BYTES",
+                   help="refuse a model whose activations for one image exceed this")
 
 
 def _load(path, args):
@@ -56,8 +67,10 @@ def check(p, args):
         spec = _load(args.spec, args)
     except SpecError as e:
         if args.json:
-            print(json.dumps({"name": None, "valid": False, "errors": [x.to_json() for x in e.problems], "warnings": [],
-                              "layers": []}, indent=2, ensure_ascii=False))
+            # the documented schema, every key present: nothing could be computed from an unparsed spec
+            print(json.dumps({"name": None, "valid": False, "input": None, "output": None, "params": None,
+                              "trainable_params": None, "non_trainable_params": None, "macs": None, "layers": [],
+                              "errors": [x.to_json() for x in e.problems], "warnings": []}, indent=2, ensure_ascii=False))
             return 1
         raise
     report = infer(spec)
@@ -141,8 +154,8 @@ def predict(p, args):
     if args is None:
         p.add_argument("model", metavar="EXPORT_OR_RUN_DIR")
         p.add_argument("images", nargs="+", metavar="IMAGE")
-        p.add_argument("--top", type=int, default=1, metavar="K")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most likely classes (default 1)")
+        p.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
         return
     from .predict import cli_main
     return cli_main(args)
@@ -152,7 +165,11 @@ def predict(p, args):
 def evaluate(p, args):
     if args is None:
         p.add_argument("run_dir")
-        p.add_argument("--data", help="evaluate on another source than the run's validation data")
+        p.add_argument("--data", help="evaluate on every image of another source (a class-folder directory, an .npz, "
+                                      "digits, …) instead of the run's validation data")
+        p.add_argument("--out", metavar="FILE.png", help="the confusion-matrix picture (default RUN_DIR/confusion_matrix.png; "
+                                                          "the figures go beside it as .json)")
+        p.add_argument("--json", action="store_true", help="print the figures as one JSON document")
         return
     from .evaluate import cli_main
     return cli_main(args)

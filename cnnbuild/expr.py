@@ -22,7 +22,7 @@ def evaluate(text: str, values: dict) -> int:
     3
     """
     if len(text) > MAX_TEXT:
-        raise Invalid(f"expression is longer than {MAX_TEXT} characters")
+        raise Invalid(f"expression is longer than {MAX_TEXT} characters", "write the number itself, or a shorter expression")
     tokens, pos = [], 0
     text = text.rstrip()
     while pos < len(text):
@@ -34,7 +34,7 @@ def evaluate(text: str, values: dict) -> int:
     parser = _Parser(tokens, values, text)
     result = parser.sum()
     if parser.i != len(tokens):
-        raise Invalid(f"unexpected '{tokens[parser.i]}' in '${{{text}}}'")
+        raise Invalid(f"unexpected '{tokens[parser.i]}' in '${{{text}}}'", "use integers, names, + - * / // % and ( )")
     return result
 
 
@@ -64,7 +64,7 @@ class _Parser:
             if op == "*":
                 value *= right
             elif right == 0:
-                raise Invalid(f"division by zero in '${{{self.text}}}'")
+                raise Invalid(f"division by zero in '${{{self.text}}}'", "divide by a number other than 0")
             elif op == "/":
                 if value % right:
                     raise Invalid(f"'${{{self.text}}}': {value} / {right} is not a whole number", "use // to round down")
@@ -74,7 +74,7 @@ class _Parser:
             else:
                 value %= right
             if abs(value) > 10**12:
-                raise Invalid(f"'${{{self.text}}}' is too large")
+                raise Invalid(f"'${{{self.text}}}' is too large", "keep sizes and counts below 10^12")
         return value
 
     def unary(self):
@@ -86,18 +86,18 @@ class _Parser:
     def atom(self):
         token = self.take()
         if token is None:
-            raise Invalid(f"'${{{self.text}}}' ends too early")
+            raise Invalid(f"'${{{self.text}}}' ends too early", "complete the expression, e.g. ${filters * 2}")
         if token == "(":
             value = self.sum()
             if self.take() != ")":
-                raise Invalid(f"missing ')' in '${{{self.text}}}'")
+                raise Invalid(f"missing ')' in '${{{self.text}}}'", "close every '(' with ')'")
             return value
         if token.isdigit():
             return int(token)
         if token in self.values:
             value = self.values[token]
             if isinstance(value, bool) or not isinstance(value, int):
-                raise Invalid(f"'{token}' is {value!r}, not a whole number, so it cannot be used in arithmetic")
+                raise Invalid(f"'{token}' is {value!r}, not a whole number, so it cannot be used in arithmetic", f"give '{token}' a whole number, or use it alone as ${token}")
             return value
         raise Invalid(f"unknown parameter '{token}' in '${{{self.text}}}'", _known(self.values))
 

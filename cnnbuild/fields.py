@@ -30,9 +30,9 @@ class Range:
 
     def check(self, x) -> None:
         if self.low is not None and (x < self.low or (self.low_open and x == self.low)):
-            raise Invalid(f"must be {'>' if self.low_open else '>='} {self.low}, got {x}")
+            raise Invalid(f"must be {'>' if self.low_open else '>='} {self.low}, got {x}", f"use a number {'above' if self.low_open else 'of at least'} {self.low}")
         if self.high is not None and (x > self.high or (self.high_open and x == self.high)):
-            raise Invalid(f"must be {'<' if self.high_open else '<='} {self.high}, got {x}")
+            raise Invalid(f"must be {'<' if self.high_open else '<='} {self.high}, got {x}", f"use a number {'below' if self.high_open else 'of at most'} {self.high}")
 
 
 class PairOf:
@@ -130,6 +130,10 @@ def _describe(value) -> str:
         return f"'{value}'"
     if value is None:
         return "nothing"
+    if isinstance(value, list):   # a list of Nodes: show what the user wrote
+        return f"the list {[v.plain() if isinstance(v, Node) else v for v in value]}"
+    if isinstance(value, dict):
+        return "a mapping"
     return repr(value)
 
 
@@ -142,7 +146,7 @@ def _int(value, low=None) -> int:
             hint = f"write {int(value)}"
         raise Invalid(f"must be a whole number, got {_describe(value)}", hint)
     if low is not None and value < low:
-        raise Invalid(f"must be at least {low}, got {value}")
+        raise Invalid(f"must be at least {low}, got {value}", f"use {low} or more")
     return value
 
 
@@ -160,7 +164,7 @@ def coerce(node: Node, annotation, problems=None, layer_parser=None):
         if isinstance(marker, PairOf):
             if isinstance(value, list):
                 if len(value) != 2:
-                    raise Invalid(f"must be an int or an [height, width] pair, got {len(value)} values")
+                    raise Invalid(f"must be an int or an [height, width] pair, got {len(value)} values", "write one number, or [height, width]")
                 return tuple(_int(v.value, marker.low) for v in value)
             n = _int(value, marker.low)
             return (n, n)
@@ -168,11 +172,11 @@ def coerce(node: Node, annotation, problems=None, layer_parser=None):
             return _padding(node)
         if isinstance(marker, LayerList):
             if not isinstance(value, list):
-                raise Invalid(f"must be a list of layers, got {_describe(value)}")
+                raise Invalid(f"must be a list of layers, got {_describe(value)}", "e.g. [{conv: {filters: 8, kernel: 3}}, relu]")
             return layer_parser(node, None)
         if isinstance(marker, BranchList):
             if not isinstance(value, list) or not all(isinstance(b.value, list) for b in value):
-                raise Invalid("must be a list of branches, each a list of layers ([] passes the input through)")
+                raise Invalid("must be a list of branches, each a list of layers ([] passes the input through)", "e.g. branches: [[{conv: {filters: 8, kernel: 1}}], []]")
             return tuple(layer_parser(b, i) for i, b in enumerate(value))
         raise TypeError(f"unknown marker {marker!r}")
     if origin is Literal:
@@ -200,34 +204,34 @@ def coerce(node: Node, annotation, problems=None, layer_parser=None):
         if not isinstance(value, list):
             if isinstance(value, (int, str)) and not isinstance(value, bool) and len(args) == 2 and args[1] is Ellipsis:
                 return (coerce(node, args[0], problems, layer_parser),)
-            raise Invalid(f"must be a list, got {_describe(value)}")
+            raise Invalid(f"must be a list, got {_describe(value)}", "write a list, e.g. [a, b]")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(coerce(v, args[0], problems, layer_parser) for v in value)
         if len(value) != len(args):
-            raise Invalid(f"must be a list of {len(args)} values, got {len(value)}")
+            raise Invalid(f"must be a list of {len(args)} values, got {len(value)}", f"give exactly {len(args)} values")
         return tuple(coerce(v, a, problems, layer_parser) for v, a in zip(value, args))
     if annotation is int:
         return _int(value)
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Invalid(f"must be a number, got {_describe(value)}")
+            raise Invalid(f"must be a number, got {_describe(value)}", "write a number such as 0.5 or 1e-3")
         return float(value)
     if annotation is bool:
         if not isinstance(value, bool):
-            raise Invalid(f"must be true or false, got {_describe(value)}")
+            raise Invalid(f"must be true or false, got {_describe(value)}", "write true or false")
         return value
     if annotation is str:
         if not isinstance(value, str):
-            raise Invalid(f"must be text, got {_describe(value)}")
+            raise Invalid(f"must be text, got {_describe(value)}", "write a word (quote it if it looks like a number)")
         return value
     if dataclasses.is_dataclass(annotation):
         if not node.is_map:
-            raise Invalid(f"must be a mapping of {', '.join(f.name for f in dataclasses.fields(annotation))}")
+            raise Invalid(f"must be a mapping of {', '.join(f.name for f in dataclasses.fields(annotation))}", f"write a mapping, e.g. {{{dataclasses.fields(annotation)[0].name}: …}}")
         sub = [] if problems is None else problems
         before = len(sub)
         out = parse_fields(annotation, node, sub, layer_parser)
         if out is None:
-            raise Invalid(f"has invalid arguments ({len(sub) - before} problems above)") if problems is not None \
+            raise Invalid(f"has invalid arguments ({len(sub) - before} problems above)", "fix the problems listed for its arguments") if problems is not None \
                 else Invalid(str(sub[0].message), sub[0].hint)
         return out
     raise TypeError(f"unsupported annotation {annotation!r}")
@@ -241,19 +245,19 @@ def _padding(node: Node):
     if isinstance(value, str):
         if value in ("valid", "same"):
             return value
-        raise Invalid(f"padding must be 'valid', 'same', an int, [ph, pw] or [[top, bottom], [left, right]]; got '{value}'",
+        raise Invalid(f"must be 'valid', 'same', an int, [ph, pw] or [[top, bottom], [left, right]]; got '{value}'",
                       did_you_mean(value, ["valid", "same"]))
     if isinstance(value, list):
         if len(value) == 2 and all(isinstance(v.value, list) for v in value):
             pairs = []
             for v in value:
                 if len(v.value) != 2:
-                    raise Invalid("each side of padding must be [before, after]")
+                    raise Invalid("must give each side as [before, after]", "write [[top, bottom], [left, right]]")
                 pairs.append(tuple(_int(x.value, 0) for x in v.value))
             return tuple(pairs)
         if len(value) == 2:
             ph, pw = (_int(v.value, 0) for v in value)
             return ((ph, ph), (pw, pw))
-        raise Invalid(f"padding list must have 2 entries, got {len(value)}")
+        raise Invalid(f"must have 2 entries, got {len(value)}", "write padding: P, [ph, pw] or [[top, bottom], [left, right]]")
     p = _int(value, 0)
     return ((p, p), (p, p))

@@ -128,3 +128,70 @@ class TableConv2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size, "table": self.table, "strides": self.strides,
                 "use_bias": self.use_bias, "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="cnnbuild")
+class Preprocess(keras.layers.Layer):
+    """Raw uint8 images of any height and width → the model's input, through cnnbuild's one
+    preprocessing function (`cnnbuild.preprocess`: the resize and scaling training used).
+    Exports put it in front of the model, so a served model takes raw pixels."""
+
+    def __init__(self, image_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in image_shape)
+
+    def call(self, images):
+        from .preprocess import preprocess
+        return preprocess(images, self.image_shape)
+
+    def compute_output_shape(self, shape):
+        return (shape[0], *self.image_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": self.image_shape}
+
+
+@keras.saving.register_keras_serializable(package="cnnbuild")
+class ClassId(keras.layers.Layer):
+    """The index of the largest value on the last axis (the predicted class), as int64.
+    It uses tf.math.argmax: keras.ops.argmax's TensorFlow graph (Bitcast, BitwiseAnd, to
+    order −0.0 before 0.0) has no ONNX equivalent, and probabilities are never −0.0."""
+
+    def call(self, x):
+        import tensorflow as tf
+        return tf.math.argmax(x, axis=-1, output_type=tf.int64)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape[:-1], dtype="int64")
+
+
+@keras.saving.register_keras_serializable(package="cnnbuild")
+class ApplicationInput(keras.layers.Layer):
+    """cnnbuild's 0…1 images → the input a keras.applications model was trained on, as its
+    `preprocess_input` would give from 0…255 pixels. Modes (keras/src/applications/imagenet_utils.py):
+      tf     x·2 − 1 (MobileNetV2)
+      caffe  0…255, RGB → BGR, minus the ImageNet mean (VGG16, ResNet50)
+      torch  (x − mean) / std per channel
+      raw    0…255 (EfficientNet scales inside the model)"""
+
+    CAFFE_MEAN = (103.939, 116.779, 123.68)          # BGR
+    TORCH_MEAN, TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+    def __init__(self, mode, **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, x):
+        if self.mode == "tf":
+            return x * 2.0 - 1.0
+        if self.mode == "caffe":
+            return ops.flip(x * 255.0, axis=-1) - ops.convert_to_tensor(self.CAFFE_MEAN, x.dtype)
+        if self.mode == "torch":
+            return (x - ops.convert_to_tensor(self.TORCH_MEAN, x.dtype)) / ops.convert_to_tensor(self.TORCH_STD, x.dtype)
+        return x * 255.0
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

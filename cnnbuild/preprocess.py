@@ -3,23 +3,54 @@ export and prediction all call this, so there is no train/serve skew."""
 from __future__ import annotations
 
 SCALE = 1.0 / 255.0   # uint8 0…255 → float 0…1
+CONVERTIBLE = (1, 3, 4)   # grayscale, RGB, RGBA: what can become a grayscale or RGB input
+
+
+def channels_fit(have: int, channels: int) -> bool:
+    """Whether an image with `have` channels can feed an input with `channels`.
+
+    >>> channels_fit(3, 1), channels_fit(4, 3), channels_fit(2, 3), channels_fit(5, 5)
+    (True, True, False, True)
+    """
+    return have == channels or (have in CONVERTIBLE and channels in (1, 3))
 
 
 def preprocess(images, input_shape):
     """uint8 (or float 0…255) images [batch, h, w, c] of any size → float32
     [batch, H, W, C] in 0…1, resized bilinearly and converted between grayscale and RGB
-    as the spec's input needs. TensorFlow ops only, so it can live inside an export."""
+    as the spec's input needs. TensorFlow ops only, so it can live inside an export.
+
+    The channel count may be unknown until run time (images decoded from files of mixed
+    kinds); then the conversion is chosen per image."""
     import tensorflow as tf
     height, width, channels = input_shape
     x = tf.cast(images, tf.float32)
     have = x.shape[-1]
-    if have != channels:
-        if have == 3 and channels == 1:
-            x = tf.image.rgb_to_grayscale(x)
-        elif have == 1 and channels == 3:
-            x = tf.image.grayscale_to_rgb(x)
-        elif have == 4 and channels in (1, 3):
-            x = x[..., :3] if channels == 3 else tf.image.rgb_to_grayscale(x[..., :3])
+    if have is None:
+        count = tf.shape(x)[-1]
+        x = tf.case([(tf.equal(count, c), lambda c=c: _convert(tf, tf.ensure_shape(x, [None, None, None, c]), c, channels))
+                     for c in sorted({channels, *CONVERTIBLE}) if channels_fit(c, channels)],
+                    default=lambda: _refuse(tf, x, count, channels), exclusive=True)
+    elif have != channels:
+        if not channels_fit(have, channels):
+            raise ValueError(f"images with {have} channels cannot feed an input with {channels} "
+                             f"(convertible: 1, 3 or 4 channels to 1 or 3)")
+        x = _convert(tf, x, have, channels)
     if x.shape[1] != height or x.shape[2] != width:
         x = tf.image.resize(x, (height, width), method="bilinear")
     return x * SCALE
+
+
+def _convert(tf, x, have, channels):
+    if have == channels:
+        return x
+    if have == 1:
+        return tf.image.grayscale_to_rgb(x)
+    rgb = x[..., :3]
+    return rgb if channels == 3 else tf.image.rgb_to_grayscale(rgb)
+
+
+def _refuse(tf, x, count, channels):
+    check = tf.debugging.Assert(False, ["image has", count, f"channels; the input needs {channels}"])
+    with tf.control_dependencies([check]):
+        return tf.zeros(tf.concat([tf.shape(x)[:-1], [channels]], 0), tf.float32)

@@ -88,12 +88,14 @@ def infer(spec) -> Report:
                                                      sum(shapes.prod(r.output) for r in report.rows if not r.composite))
         budget = spec.budget
         if report.params > budget.params:
-            report.errors.append(Problem(spec.where, f"the model has {report.params:,} parameters, over the budget of "
-                                         f"{budget.params:,}", "shrink the model, or raise budget.params"))
+            report.errors.append(Problem(spec.where.at("budget.params"), f"the model has {report.params:,} parameters, over the budget of "
+                                         f"{budget.params:,}", f"shrink the model, or raise the budget: 'budget: {{params: {report.params}}}' in the spec, "
+                                         f"or --max-params {report.params}"))
         if report.activation_bytes > budget.activation_bytes:
-            report.errors.append(Problem(spec.where, f"activations for one image take {human_bytes(report.activation_bytes)}, "
+            report.errors.append(Problem(spec.where.at("budget.activation_bytes"), f"activations for one image take {human_bytes(report.activation_bytes)}, "
                                          f"over the budget of {human_bytes(budget.activation_bytes)}",
-                                         "use a smaller input or downsample earlier, or raise budget.activation_bytes"))
+                                         f"use a smaller input or downsample earlier, or raise the budget: 'budget: {{activation_bytes: "
+                                         f"{report.activation_bytes}}}' in the spec, or --max-memory {report.activation_bytes}"))
     return report
 
 

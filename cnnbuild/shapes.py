@@ -35,6 +35,8 @@ def window_output(size: int, kernel: int, stride: int, pad_total: int, dilation:
     pad_text = f"2·{pad_total // 2}" if pad_total % 2 == 0 else f"{pad_total}"
     f_text = f"{f}" if dilation == 1 else f"{f}"
     shown = f"{value.numerator}" if value.denominator == 1 else f"{float(value):.2f}"
+    if value.denominator != 1 and float(shown).is_integer():   # '1.00' would hide the fraction (huge strides)
+        shown = f"{value.numerator // value.denominator} + {value % 1}"
     return value, f"({size} − {f_text} + {pad_text})/{stride} + 1 = {shown}"
 
 
@@ -80,6 +82,9 @@ def floor_drop(size: int, kernel: int, stride: int, pad_total: int, dilation: in
     return (size + pad_total - f) % stride
 
 
+SEARCH = 10_000   # candidate paddings and strides tried for a hint
+
+
 def fixes_for_whole(size: int, kernel: int, stride: int, pad_total: int, dilation: int = 1) -> list[str]:
     """Small changes that make (N − F + 2P)/S + 1 a whole number, for error hints.
 
@@ -89,12 +94,15 @@ def fixes_for_whole(size: int, kernel: int, stride: int, pad_total: int, dilatio
     f = effective_kernel(kernel, dilation)
     fixes = []
     symmetric = pad_total // 2
-    for p in range(symmetric + 1, symmetric + 1 + max(f, stride)):
+    # Both searches are capped (SEARCH steps), so a spec with an 18-digit stride still checks instantly.
+    for p in range(symmetric + 1, symmetric + 1 + min(max(f, stride), SEARCH)):
         if (size - f + 2 * p) % stride == 0:
             fixes.append(f"padding: {p} gives {(size - f + 2 * p) // stride + 1}")
             break
-    for s in range(stride - 1, 0, -1):
-        if (size - f + pad_total) % s == 0 and size - f + pad_total >= 0:
+    span = size - f + pad_total
+    top = min(stride - 1, max(span, 1))   # a stride above the span cannot divide it
+    for s in range(top, max(top - SEARCH, 0), -1):
+        if span % s == 0 and span >= 0:
             fixes.append(f"stride: {s} gives {(size - f + pad_total) // s + 1}")
             if len(fixes) >= 3:
                 break

@@ -126,7 +126,7 @@ def read_text(path) -> tuple[str, str]:
 def parse_text(text: str, name: str = "<spec>") -> Node:
     """Parse spec text into a Node tree, or raise SpecError."""
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
-        raise SpecError([Problem(Where(name, 1, 1), f"spec text is larger than {MAX_BYTES:,} bytes")])
+        raise SpecError([Problem(Where(name, 1, 1), f"spec text is larger than {MAX_BYTES:,} bytes", "a spec describes a network, not data: keep data in files named under 'data:'")])
     loader = _BoundedLoader(text)
     try:
         root = loader.get_single_node()
@@ -140,7 +140,7 @@ def parse_text(text: str, name: str = "<spec>") -> Node:
             message, hint = "the file holds several YAML documents", "keep one spec per file (remove '---' separators)"
         raise SpecError([Problem(_where(name, mark), f"invalid YAML: {message}", hint)]) from None
     except yaml.YAMLError as e:
-        raise SpecError([Problem(Where(name, 1, 1), f"invalid YAML: {e}")]) from None
+        raise SpecError([Problem(Where(name, 1, 1), f"invalid YAML: {e}", "check the YAML syntax: indentation, colons, brackets and quotes")]) from None
     except (RecursionError, ValueError, MemoryError) as e:  # PyYAML's own limits, not YAMLError
         raise SpecError([Problem(Where(name, 1, 1), f"YAML could not be read: {type(e).__name__}",
                                  "flatten deep nesting and keep numbers short")]) from None
@@ -179,7 +179,8 @@ def _convert(node, name, path, loader, problems) -> Node:
             key_where = _where(name, key_node.start_mark, path)
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
                 problems.append(Problem(key_where, f"a key must be a plain word, got {key_node.value!r}"
-                                        if isinstance(key_node, yaml.ScalarNode) else "a key must be a plain word"))
+                                        if isinstance(key_node, yaml.ScalarNode) else "a key must be a plain word",
+                                        "write keys as plain words, e.g. 'filters: 6' (quote a key that looks like a number)"))
                 continue
             key = key_node.value
             child_path = f"{path}.{key}" if path else key
@@ -216,7 +217,7 @@ def _scalar(node, loader):
     try:
         value = loader.construct_object(node, deep=True)
     except (ValueError, OverflowError, yaml.YAMLError) as e:
-        raise Invalid(f"cannot read {text!r}: {e}") from None
+        raise Invalid(f"cannot read {text!r}: {e}", "write a plain number, word, list or mapping") from None
     if isinstance(value, float) and value != value:
-        raise Invalid("NaN is not a valid value")
+        raise Invalid("NaN is not a valid value", "write a number")
     return value

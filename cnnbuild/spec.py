@@ -20,10 +20,12 @@ from .fields import Range, coerce, did_you_mean, parse_fields
 from .layers import REGISTRY
 from .layers.base import Layer
 from .layers.composite import BlockUse, Repeat
+from .sections import Data, Train, parse_sections
 from .source import Node
 
 PREVIOUS = ""              # in Layer.inputs: the previous layer's output
 MAX_LAYERS = 20_000        # after blocks and repeats are expanded; ResNet-152 has ~500
+MAX_NESTING = 50           # layer lists inside composites and blocks; the zoo nests 3 deep (block → residual → body)
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 COMMON_KEYS = ("name", "inputs", "with", "rounding", "trainable")
 
@@ -62,8 +64,11 @@ class Spec:
     rounding: str = "exact"
     budget: Budget = Budget()
     description: str = ""
-    sections: dict = field(default_factory=dict)   # data / augment / train: plain values, parsed by their stages
+    sections: dict = field(default_factory=dict)   # data / augment / train as plain values (as written)
     where: Where = Where("<spec>", 1, 1)
+    data: Data = Data()          # typed sections (sections.py); defaults when absent
+    augment: tuple = ()
+    train: Train = Train()
 
     def all_layers(self):
         """Every layer, composites' children included, in order."""
@@ -87,7 +92,7 @@ def parse_spec(text: str, name: str = "<spec>", overrides=None) -> Spec:
     return from_node(source.parse_text(text, name), overrides)
 
 
-def from_node(root: Node, overrides=None) -> Spec:
+def from_node(root: Node, overrides=None, prefix: str = "") -> Spec:
     """The parser's entry point. `overrides` is a list of ('dotted.key', Node) pairs, from
     `--set` on the command line; they replace values before anything is checked."""
     problems: list[Problem] = []
@@ -103,30 +108,35 @@ def from_node(root: Node, overrides=None) -> Spec:
     top = root.value
     name = _top(top, "name", str, problems, root) or "model"
     if "name" in top and isinstance(top["name"].value, str) and not NAME.match(top["name"].value):
-        problems.append(Problem(top["name"].where, f"name '{name}' must start with a letter and use letters, digits and _"))
+        problems.append(Problem(top["name"].where, f"name '{name}' must start with a letter and use letters, digits and _", "e.g. name: my_net"))
     shape = _input(top.get("input"), root, problems)
     rounding = _top(top, "rounding", Literal["exact", "floor"], problems, root, "exact")
     budget = Budget()
     if "budget" in top:
-        budget = parse_fields(Budget, top["budget"], problems) or budget if top["budget"].is_map else budget
+        if top["budget"].is_map:
+            budget = parse_fields(Budget, top["budget"], problems) or budget
+        else:
+            problems.append(Problem(top["budget"].where, f"'budget' must be a mapping, got {top['budget'].value!r}",
+                                    "e.g. budget: {params: 50000000, activation_bytes: 1000000000}"))
     blocks = _blocks(top.get("blocks"), problems)
     parser = _Parser(file, blocks, problems)
     layers = ()
     if "layers" not in top:
         problems.append(Problem(root.where, "missing 'layers:'", "list the layers, e.g. '- conv: {filters: 6, kernel: 5}'"))
     elif not top["layers"].is_list or not top["layers"].value:
-        problems.append(Problem(top["layers"].where, "'layers' must be a non-empty list of layers"))
+        problems.append(Problem(top["layers"].where, "'layers' must be a non-empty list of layers", "e.g. layers: [{conv: {filters: 6, kernel: 5}}, flatten, {dense: 10}]"))
     else:
-        root_scope = _Scope("", None)
-        root_scope.names["input"] = "input"
-        parser.used.add("input")
+        root_scope = _Scope(prefix, None)   # a prefix: the spec is a backbone inside another (layers/backbone.py)
+        root_scope.names["input"] = f"{prefix}_input" if prefix else "input"
+        parser.used.add(root_scope.names["input"])
         layers = parser.sequence(top["layers"], root_scope)
+    data, augment, train = parse_sections(top, shape, problems)
     if problems:
         raise SpecError(problems)
     sections = {key: top[key].plain() for key in SECTION_KEYS if key in top}
     return Spec(name=name, input=shape, layers=layers, file=file, rounding=rounding, budget=budget,
                 description=top["description"].value if "description" in top else "",
-                sections=sections, where=root.where)
+                sections=sections, where=root.where, data=data, augment=augment, train=train)
 
 
 def _top(top, key, annotation, problems, root, default=None):
@@ -192,7 +202,7 @@ def _blocks(node, problems) -> dict:
     if node is None:
         return {}
     if not node.is_map:
-        problems.append(Problem(node.where, "'blocks' must map block names to {params, layers}"))
+        problems.append(Problem(node.where, "'blocks' must map block names to {params, layers}", "e.g. blocks: {basic: {params: {filters: required}, layers: [...]}}"))
         return {}
     blocks = {}
     for name, body in node.value.items():
@@ -201,10 +211,10 @@ def _blocks(node, problems) -> dict:
             problems.append(Problem(where, f"block name '{name}' is a built-in kind", f"rename it, e.g. '{name}_block'"))
             continue
         if not NAME.match(name):
-            problems.append(Problem(where, f"block name '{name}' must start with a letter and use letters, digits and _"))
+            problems.append(Problem(where, f"block name '{name}' must start with a letter and use letters, digits and _", "e.g. basic_block"))
             continue
         if not body.is_map:
-            problems.append(Problem(body.where, f"block '{name}' must have 'layers:' (and optionally 'params:')"))
+            problems.append(Problem(body.where, f"block '{name}' must have 'layers:' (and optionally 'params:')", f"e.g. {name}: {{params: {{filters: required}}, layers: [...]}}"))
             continue
         for key in body.value:
             if key not in ("params", "layers", "description"):
@@ -214,15 +224,15 @@ def _blocks(node, problems) -> dict:
         p = body.value.get("params")
         if p is not None:
             if not p.is_map:
-                problems.append(Problem(p.where, "'params' must map names to defaults (or 'required')"))
+                problems.append(Problem(p.where, "'params' must map names to defaults (or 'required')", "e.g. params: {filters: required, stride: 1}"))
             else:
                 for pname, default in p.value.items():
                     if not NAME.match(pname) or pname == "index":
-                        problems.append(Problem(p.key_where(pname), f"parameter name '{pname}' is not allowed"))
+                        problems.append(Problem(p.key_where(pname), f"parameter name '{pname}' is not allowed", "use letters, digits and _, starting with a letter ('index' is repeat's)"))
                     params[pname] = None if default.value == "required" else default
         layers = body.value.get("layers")
         if layers is None or not layers.is_list or not layers.value:
-            problems.append(Problem(body.where, f"block '{name}' needs a non-empty 'layers:' list"))
+            problems.append(Problem(body.where, f"block '{name}' needs a non-empty 'layers:' list", "e.g. layers: [{conv: {filters: 8, kernel: 3}}]"))
             continue
         blocks[name] = _Block(params, layers, where)
     return blocks
@@ -261,11 +271,28 @@ class _Parser:
         self.used: set[str] = set()
         self.count = 0
         self.expanding: list[str] = []
+        self.nesting = 0           # how many layer lists enclose the one being parsed
+        self.too_deep = False
 
     def error(self, where, message, hint=""):
         self.problems.append(Problem(where, message, hint))
 
     def sequence(self, node: Node, scope: _Scope) -> tuple:
+        # bounded, so blocks using blocks using blocks … end in an error, not a RecursionError
+        if self.nesting >= MAX_NESTING:
+            if not self.too_deep:
+                self.too_deep = True
+                self.error(node.where, f"layers are nested more than {MAX_NESTING} deep (composites and blocks "
+                           f"inside each other{': ' + ' → '.join(self.expanding[:6]) + ' → …' if self.expanding else ''})",
+                           "flatten the structure: fewer blocks that use other blocks, fewer composites inside composites")
+            return ()
+        self.nesting += 1
+        try:
+            return self._sequence(node, scope)
+        finally:
+            self.nesting -= 1
+
+    def _sequence(self, node: Node, scope: _Scope) -> tuple:
         explicit = {item.value[k].value["name"].value for item in node.value if item.is_map
                     for k in item.value if item.value[k].is_map and "name" in item.value[k].value
                     and isinstance(item.value[k].value["name"].value, str)}
@@ -330,10 +357,20 @@ class _Parser:
         if args is None or len(self.problems) > before:
             return None
         for ref in getattr(args, "refs", ()):
-            target = self._reference(getattr(args, ref), args_node.value[ref].where, scope)
+            target = self._reference(getattr(args, ref), args_node.value[ref].where, scope, exclude=name)
             if target is None:
                 return None
+            if target == name:   # its own name is already in scope, but it has no output yet
+                self.error(args_node.value[ref].where, f"'{ref}: {getattr(args, ref)}' names this layer itself",
+                           "name an earlier layer")
+                return None
             args = dataclasses.replace(args, **{ref: target})
+        if hasattr(args, "resolve"):   # a kind that reads another file, with its name and this file (backbone)
+            try:
+                args = args.resolve(name, self.file, self.problems)
+            except Invalid as e:
+                self.error(args_node.where, f"{cls.kind} '{name}': {e.message}", e.hint)
+                return None
         return Layer(args, name, inputs, node.where, rounding, trainable)
 
     def common(self, args_node, cls, scope):
@@ -344,7 +381,7 @@ class _Parser:
         if "name" in values:
             local = values["name"].value
             if not isinstance(local, str) or not NAME.match(local):
-                self.error(values["name"].where, f"name {local!r} must start with a letter and use letters, digits and _")
+                self.error(values["name"].where, f"name {local!r} must start with a letter and use letters, digits and _", "e.g. name: conv1")
                 ok = False
             elif local == "input":
                 self.error(values["name"].where, "the name 'input' is reserved: it means the model's (or the enclosing "
@@ -369,7 +406,7 @@ class _Parser:
             ok = False
         inputs = ()
         if "inputs" in values and "with" in values:
-            self.error(values["with"].where, "give either 'inputs' or 'with', not both")
+            self.error(values["with"].where, "give either 'inputs' or 'with', not both", "'inputs' lists every input; 'with' joins named layers to the previous one: keep one")
             ok = False
         for key in ("inputs", "with"):
             if key not in values:
@@ -412,16 +449,16 @@ class _Parser:
             try:
                 trainable = coerce(values["trainable"], bool)
             except Invalid as e:
-                self.error(values["trainable"].where, f"'trainable' {e.message}")
+                self.error(values["trainable"].where, f"'trainable' {e.message}", e.hint)
                 ok = False
         scope.names[local] = name
         self.used.add(name)
         return (name, inputs, rounding, trainable) if ok else None
 
-    def _reference(self, ref, where, scope):
+    def _reference(self, ref, where, scope, exclude=None):
         target = scope.resolve(ref)
         if target is None:
-            visible = scope.visible()
+            visible = [n for n in scope.visible() if scope.resolve(n) != exclude]   # not the layer itself
             self.error(where, f"no layer named '{ref}' before this one",
                        did_you_mean(ref, visible) if visible else "name a layer defined earlier with 'name:'")
         return target
@@ -434,7 +471,7 @@ class _Parser:
                 times = coerce(values["times"], int)
                 Range(1, MAX_LAYERS).check(times)
             except Invalid as e:
-                self.error(values["times"].where, f"'times' {e.message}")
+                self.error(values["times"].where, f"'times' {e.message}", e.hint)
                 return None
         args = parse_fields(Repeat, Node({k: v for k, v in values.items() if k != "layers"} | {"layers": Node([], args_node.where)},
                                          args_node.where, args_node.keys),
@@ -443,7 +480,7 @@ class _Parser:
         if args is None or layers is None:
             return None
         if not layers.is_list or not layers.value:
-            self.error(layers.where, "'layers' must be a non-empty list of layers")
+            self.error(layers.where, "'layers' must be a non-empty list of layers", "e.g. layers: [{conv: {filters: 8, kernel: 3}}]")
             return None
         copies = []
         for i in range(1, times + 1):
@@ -478,7 +515,7 @@ class _Parser:
                 ok = False
                 continue
             if not (value.value is None or isinstance(value.value, (int, float, str, bool))):
-                self.error(value.where, f"parameter '{key}' must be a single value")
+                self.error(value.where, f"parameter '{key}' must be a single value", "give a number, a word, true/false or null")
                 ok = False
             values[key] = value.value
         for pname, default in block.params.items():

@@ -154,7 +154,8 @@ class Repeat(Kind):
         for i, copy in enumerate(self.copies):
             ctx.bind(f"{ctx.layer.name}_{i + 1}_input", x)
             x = ctx.run(copy, x)
-        return x
+        # an Identity carrying the repeat's own name, so model.get_layer(name) finds its output
+        return ctx.keras.layers.Identity(name=ctx.name)(x)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,4 +178,5 @@ class BlockUse(Kind):
         return None if out is None else Out(out.shape, f"block {self.block}", merged=[out])
 
     def build(self, ins, ctx):
-        return ctx.run(self.layers, ins[0])
+        # an Identity carrying the use's own name, so model.get_layer(name) finds its output
+        return ctx.keras.layers.Identity(name=ctx.name)(ctx.run(self.layers, ins[0]))

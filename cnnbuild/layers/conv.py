@@ -150,7 +150,7 @@ class Conv(ConvBase):
                 raise Invalid(f"connections has {len(self.connections)} rows but filters is {self.filters}",
                               "give one list of input maps per output map")
             if self.groups != 1 or self.dilation != (1, 1):
-                raise Invalid("connections cannot be combined with groups or dilation")
+                raise Invalid("connections cannot be combined with groups or dilation", "use either a connections table or groups / dilation")
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "conv")
@@ -163,7 +163,7 @@ class Conv(ConvBase):
             for j, row in enumerate(self.connections):
                 bad = [i for i in row if not 0 <= i < c]
                 if bad or not row or len(set(row)) != len(row):
-                    raise Invalid(f"connections[{j}] = {list(row)} must list distinct input maps from 0 to {c - 1}")
+                    raise Invalid(f"connections[{j}] = {list(row)} must list distinct input maps from 0 to {c - 1}", f"list input maps between 0 and {c - 1}, each once")
             reads = sum(len(r) for r in self.connections)
             weights = kh * kw * reads
             macs = oh * ow * kh * kw * reads

@@ -238,7 +238,7 @@ class Crop(Kind):
             raise Invalid("crop needs sizes", "write cropping: 1 or [[top, bottom], [left, right]]")
         (t, b), (l, r) = self.cropping
         if t + b >= h or l + r >= w:
-            raise Invalid(f"cropping {t}+{b} rows and {l}+{r} columns leaves nothing of {h}×{w}")
+            raise Invalid(f"cropping {t}+{b} rows and {l}+{r} columns leaves nothing of {h}×{w}", f"crop fewer than {h} rows and {w} columns in total")
         return Out((h - t - b, w - l - r, c), f"{h} − {t} − {b} = {h - t - b}")
 
     def build(self, ins, ctx):
@@ -282,11 +282,11 @@ class Reshape(Kind):
     def infer(self, ins, ctx):
         size = shapes.prod(ins[0].shape)
         if sum(1 for d in self.shape if d == -1) > 1 or any(d == 0 or d < -1 for d in self.shape):
-            raise Invalid(f"shape {list(self.shape)}: sizes must be positive, with at most one -1")
+            raise Invalid(f"shape {list(self.shape)}: sizes must be positive, with at most one -1", "e.g. shape: [7, 7, -1]")
         known = shapes.prod(d for d in self.shape if d != -1)
         if -1 in self.shape:
             if size % known:
-                raise Invalid(f"cannot reshape {size} values into {list(self.shape)}: {size} is not divisible by {known}")
+                raise Invalid(f"cannot reshape {size} values into {list(self.shape)}: {size} is not divisible by {known}", f"choose sizes whose product divides {size}")
             out = tuple(size // known if d == -1 else d for d in self.shape)
         else:
             out = self.shape

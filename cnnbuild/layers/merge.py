@@ -18,7 +18,8 @@ class Concat(Kind):
     """Concatenates its inputs along channels (the last axis); all other sizes must agree.
 
     Attributes:
-      axis: the axis joined, default -1 (channels).
+      axis: the axis joined, default -1 (channels). Counted as Keras counts it, with the
+        batch as axis 0: for H × W × C maps, 1 is height, 2 width, 3 (or -1) channels.
     """
 
     axis: int = -1
@@ -26,10 +27,11 @@ class Concat(Kind):
     merges = True
 
     def infer(self, ins, ctx):
-        rank = len(ins[0].shape)
-        axis = self.axis % rank if -rank <= self.axis < rank else None
+        rank = len(ins[0].shape)   # shapes here have no batch axis; Keras's axis 0 is the batch
+        axis = self.axis - 1 if 1 <= self.axis <= rank else self.axis % rank if -rank <= self.axis < 0 else None
         if axis is None or any(len(t.shape) != rank for t in ins):
-            raise Invalid(f"inputs must have the same rank and axis {self.axis} must exist: {_names(ctx, ins)}")
+            raise Invalid(f"inputs must have the same rank and axis {self.axis} must exist: {_names(ctx, ins)}",
+                          f"axis counts the batch as 0, as in Keras: use 1 to {rank}, or -1 for channels")
         for t in ins[1:]:
             if any(a != b for i, (a, b) in enumerate(zip(ins[0].shape, t.shape)) if i != axis):
                 raise Invalid(f"inputs differ outside axis {self.axis}: {_names(ctx, ins)}",

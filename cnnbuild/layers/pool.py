@@ -134,14 +134,17 @@ class MaxUnpool(Kind):
 
     pool: str
     main = "pool"
+    refs = ("pool",)   # the spec parser resolves it to the pool's unique name, or reports it unknown
 
     def infer(self, ins, ctx):
         pool_layer, pool_ins, pool_out = ctx.lookup(self.pool)
+        if pool_layer is None:
+            raise Invalid(f"'{self.pool}' is an input, not a max_pool", "name the max_pool whose positions to reuse")
         if pool_layer.kind != "max_pool":
-            raise Invalid(f"'{self.pool}' is a {pool_layer.kind}, not a max_pool", "name the max_pool whose positions to reuse")
+            raise Invalid(f"'{self.pool}' is a layer of kind {pool_layer.kind}, not max_pool", "name the max_pool whose positions to reuse")
         args = pool_layer.args
         if args.strides != args.size or args.padding != "valid":
-            raise Invalid(f"max_pool '{self.pool}' must have stride = size and padding: valid to be unpooled")
+            raise Invalid(f"max_pool '{self.pool}' must have stride = size and padding: valid to be unpooled", "give that pool only a size (stride defaults to it; padding to valid)")
         h, w, c = need_spatial(ins[0], "max_unpool")
         if (h, w) != pool_out.shape[:2]:
             raise Invalid(f"input is {h}×{w} but max_pool '{self.pool}' gave {pool_out.shape[0]}×{pool_out.shape[1]}",

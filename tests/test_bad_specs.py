@@ -1,0 +1,241 @@
+"""Bad input: every spec in tests/specs/bad/ gives exactly the errors its `.expected` file
+lists — each at its file:line:column and path, with a hint — and exit status 1, never a
+traceback. Inputs that cannot live in the repository (a 1 MiB file, a directory, a missing
+file) are made here; a small seeded fuzz test throws mutated zoo specs at the CLI.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cnnbuild.cli import main
+
+from conftest import ROOT, SPECS
+
+BAD = Path(__file__).parent / "specs" / "bad"
+FIXTURES = sorted(BAD.glob("*.yaml"))
+
+
+def expected(fixture: Path):
+    """(exit status, [(line, column, path, message part, hint part)]) from FIXTURE.expected."""
+    status, errors = None, []
+    for raw in fixture.with_suffix(".expected").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("exit "):
+            status = int(line.split()[1])
+            continue
+        place, message, hint = (part.strip() for part in line.split(" | "))
+        position, path = place.split(" ", 1)
+        row, column = (int(n) for n in position.split(":"))
+        errors.append((row, column, "" if path == "-" else path, message, hint))
+    return status, errors
+
+
+def run_cli(*args, cwd=BAD):
+    return subprocess.run([sys.executable, "-m", "cnnbuild.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_every_fixture_has_its_expected_errors():
+    for fixture in FIXTURES:
+        assert fixture.with_suffix(".expected").exists(), f"{fixture.name} has no .expected file"
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.stem)
+def test_bad_spec_reports_every_error_with_place_and_hint(fixture):
+    status, wanted = expected(fixture)
+    done = run_cli("check", fixture.name, "--json")
+    assert "Traceback" not in done.stderr
+    assert done.returncode == status, done.stderr
+    document = json.loads(done.stdout)
+    assert document["valid"] is False
+    errors = document["errors"]
+    for error in errors:
+        assert error["file"] == fixture.name
+        assert error["hint"], f"an error without a hint: {error}"
+    found = [(e["line"], e["column"], e["path"]) for e in errors]
+    for row, column, path, message, hint in wanted:
+        matches = [e for e in errors if (e["line"], e["column"], e["path"]) == (row, column, path)
+                   and message in e["message"] and hint in e["hint"]]
+        assert matches, f"no error at {row}:{column} {path!r} with {message!r} / hint {hint!r}; got {errors}"
+    assert len(errors) == len(wanted), f"expected {len(wanted)} errors, got {len(errors)}: {found}"
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.stem)
+def test_bad_spec_text_names_file_line_column_and_path(fixture, capsys):
+    status, wanted = expected(fixture)
+    assert main(["check", str(fixture)]) == status
+    err = capsys.readouterr().err
+    for row, column, path, message, hint in wanted:
+        assert f"{fixture}:{row}:{column}: {path + ': ' if path else ''}" in err
+        assert message in err and f"hint: " in err and hint in err
+
+
+def test_python_tag_is_never_executed():
+    # the fixture's tag would call sys.exit(7); exit status 1 shows it was refused, not run
+    assert run_cli("check", "python_tag.yaml").returncode == 1
+
+
+# --- inputs made by the test ------------------------------------------------------
+
+def test_file_over_the_size_cap(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\ninput: [8, 8, 1]\nlayers: [flatten]\n" + "# padding\n" * 120_000)
+    done = run_cli("check", str(big))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{big}:1:1:" in done.stderr and "a spec may be at most 1,048,576" in done.stderr and "hint:" in done.stderr
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "missing.yaml", "no such file"),
+    (lambda tmp: tmp, "is a directory, not a spec file"),
+])
+def test_unreadable_spec_exits_2(tmp_path, make, message):
+    path = make(tmp_path)
+    for extra in ((), ("--json",)):
+        done = run_cli("check", str(path), *extra)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert message in done.stderr and str(path) in done.stderr
+
+
+def test_budget_from_the_command_line(spec_text):
+    # the seeds: a 100×100 image into 2,000 hidden units has 100·100·2000 + 2000 = 20,002,000 parameters;
+    # activations: (10,000 + 10,000 + 2,000) values · 4 bytes = 88,000 bytes
+    path = spec_text("name: wide\ninput: [100, 100, 1]\nlayers: [flatten, {dense: 2000}]\n")
+    assert main(["check", str(path)]) == 0
+    assert main(["check", str(path), "--max-params", "20002000", "--max-memory", "88000"]) == 0
+    done = run_cli("check", str(path), "--max-params", "20001999", cwd=ROOT)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "the model has 20,002,000 parameters, over the budget of 20,001,999" in done.stderr
+    assert "hint:" in done.stderr
+    done = run_cli("check", str(path), "--max-memory", "87999", cwd=ROOT)
+    assert done.returncode == 1 and "activations for one image take 85.9 KiB" in done.stderr
+    done = run_cli("check", str(path), "--max-params", "0", cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_budget_refuses_before_building(spec_text):
+    from cnnbuild import SpecError, build_model
+    path = spec_text("name: wide\ninput: [100, 100, 1]\nbudget: {params: 1000}\nlayers: [flatten, {dense: 2000}]\n")
+    with pytest.raises(SpecError, match="over the budget of 1,000"):
+        build_model(path)      # raises before Keras allocates a single weight
+
+
+# --- fuzz: mutated zoo specs never crash the CLI ------------------------------------
+
+ZOO_LIKE = [
+    """
+    name: small
+    input: [32, 32, 3]
+    blocks:
+      basic:
+        params: {filters: required, stride: 1}
+        layers:
+          - residual:
+              body:
+                - conv: {filters: $filters, kernel: 3, stride: $stride, padding: same, batchnorm: true, activation: relu}
+                - conv: {filters: "${filters * 2}", kernel: 1}
+              shortcut: auto
+              activation: relu
+    layers:
+      - conv: {name: stem, filters: 8, kernel: 3, padding: 1}
+      - basic: {filters: 8}
+      - max_pool: {name: p1, size: 2}
+      - inception:
+          branches:
+            - [{conv: {filters: 4, kernel: 1}}]
+            - [{conv: {filters: 4, kernel: 3, padding: same}}]
+            - []
+      - max_unpool: p1
+      - concat: {with: [stem]}
+      - repeat: {times: 2, layers: [{conv: {filters: "${index * 4}", kernel: 3, padding: same}}]}
+      - global_avg_pool: {keepdims: true}
+      - reshape: [-1]
+      - dropout: 0.5
+      - dense: {units: 10, activation: softmax}
+    """,
+]
+VALUES = [0, -1, 1, 2, 3, 7, True, None, 2.5, 1e-3, "same", "valid", "reflect", "relu", "floor", [], {}, [1], [1, 2],
+          [[1, 0], [0, 1]], [[0, 1], [2]], 10**17, 10**30, "$filters", "${filters * 2}", "${1/0}", "${", "input", "conv",
+          -10**17, [-1], ["a", "b"], {"conv": {"filters": 2}}, "max_unpool", {"residual": {"body": []}}]
+KEYS = ["filters", "kernel", "stride", "padding", "name", "inputs", "with", "rounding", "trainable", "axis", "size", "units",
+        "times", "layers", "branches", "body", "shortcut", "pieces", "pool", "shape", "mode", "alpha", "groups",
+        "connections", "dilation", "budget", "blocks"]
+
+
+def _places(data, path=()):
+    yield path, data
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in children:
+        yield from _places(value, path + (key,))
+
+
+def _mutate(rng, data):
+    """Change one to three places: replace a value, delete it, duplicate a list item, add or rename a key."""
+    for _ in range(rng.randint(1, 3)):
+        places = [p for p in _places(data) if p[0]]
+        path, node = rng.choice(places)
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        key, roll = path[-1], rng.random()
+        if roll < 0.45:
+            parent[key] = copy.deepcopy(rng.choice(VALUES) if rng.random() < 0.8 else rng.choice(places)[1])
+        elif roll < 0.6:
+            del parent[key]
+        elif roll < 0.75 and isinstance(parent, list):
+            parent.insert(key, copy.deepcopy(parent[key]))
+        elif roll < 0.9 and isinstance(node, dict):
+            node[rng.choice(KEYS)] = copy.deepcopy(rng.choice(VALUES))
+        elif isinstance(parent, dict):
+            parent[rng.choice(KEYS + list(parent))] = parent.pop(key)
+    return data
+
+
+def _garble(rng, text):
+    """Break the YAML itself: drop, insert or copy characters."""
+    for _ in range(rng.randint(1, 3)):
+        i, roll = rng.randrange(len(text)), rng.random()
+        if roll < 0.4:
+            text = text[:i] + text[i + 1:]
+        elif roll < 0.8:
+            text = text[:i] + rng.choice(":-[]{}&*!|>'\"#\n\t 0$") + text[i:]
+        else:
+            j = rng.randrange(len(text))
+            text = text[:i] + text[j:j + 20] + text[i:]
+    return text
+
+
+def test_fuzz_mutated_specs_never_crash(tmp_path):
+    import textwrap
+    seeds = [textwrap.dedent(t) for t in ZOO_LIKE] + [p.read_text(encoding="utf-8") for p in sorted(SPECS.glob("*.yaml"))]
+    rng = random.Random(2024)
+    path = tmp_path / "fuzzed.yaml"
+    statuses = []
+    for case in range(200):
+        seed = rng.choice(seeds)
+        if rng.random() < 0.7:
+            text = yaml.safe_dump(_mutate(rng, yaml.safe_load(seed)), sort_keys=False)
+        else:
+            text = _garble(rng, seed)
+        path.write_text(text, encoding="utf-8")
+        args = ["check", str(path)] + (["--json"] if case % 3 == 0 else [])
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                status = main(args)
+            except BaseException as e:   # anything escaping main() is a bug; show the spec that caused it
+                pytest.fail(f"case {case}: {type(e).__name__}: {e}\n--- spec ---\n{text}")
+        assert status in (0, 1, 2), f"case {case}: exit status {status}\n{text}"
+        statuses.append(status)
+    assert statuses.count(1) > 50      # the mutations do break specs

@@ -1,0 +1,148 @@
+"""Export: every format round-trips and verifies on a model trained a few steps; a failed or
+interrupted export never leaves a half-written folder and never replaces a good one."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnbuild.cli import main
+from cnnbuild.export import FORMATS, ExportError, export_run, open_export, probe_images, reference, load_run
+from run_helpers import DIGIT_CLASSES, digits, make_run
+
+OPTIONAL = {"onnx": ("tf2onnx", "onnxruntime")}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("export") / "run")
+
+
+def _need(format):
+    for module in OPTIONAL.get(format, ()):
+        pytest.importorskip(module, reason=f"--format {format} needs {module} (pip install 'cnnbuild[{format}]')")
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_each_format_round_trips_and_verifies(run, tmp_path, format):
+    _need(format)
+    out = tmp_path / format
+    manifest = export_run(run, out, format)
+    check = manifest["verified"]
+    assert check["max_abs_diff"] <= 1e-5 and check["deterministic"] and check["images"] >= 12
+    assert json.loads((out / "classes.json").read_text()) == DIGIT_CLASSES
+    assert json.loads((out / "export.json").read_text())["verified"] == check
+    # reload on its own and compare with the trained Keras model on real digits, any batch size
+    export = open_export(out)
+    trained = load_run(run)
+    images, labels = digits()
+    for batch in (images[:1], images[:37]):
+        probabilities, ids = export(batch)
+        assert probabilities.shape == (len(batch), 10) and ids.dtype == np.int64
+        np.testing.assert_allclose(probabilities, reference(trained, batch), atol=1e-5, rtol=0)
+        assert np.array_equal(ids, probabilities.argmax(-1))
+    again, _ = export(images[:37])
+    assert np.array_equal(again, export(images[:37])[0])     # dropout never active: same output twice
+    accuracy = (export(images)[1] == labels).mean()
+    assert accuracy > 0.8, accuracy                          # it is the trained model, not a fresh one
+
+
+def test_savedmodel_needs_tensorflow_alone(run, tmp_path):
+    """A fresh interpreter with TensorFlow and nothing of cnnbuild serves the export: raw uint8
+    images of another size and channel count, class names as an output."""
+    out = tmp_path / "savedmodel"
+    export_run(run, out)
+    script = """
+import sys, numpy as np, tensorflow as tf
+served = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+rgb = np.random.default_rng(0).integers(0, 256, (3, 40, 29, 3)).astype(np.uint8)
+out = served(images=tf.constant(rgb))
+import json
+print(json.dumps({"shape": out["probabilities"].shape.as_list(), "ids": out["class_id"].dtype.name,
+                  "names": [n.decode() for n in out["class_name"].numpy()],
+                  "cnnbuild": [m for m in sys.modules if m.startswith("cnnbuild")]}))
+"""
+    result = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["shape"] == [3, 10] and served["ids"] == "int64" and served["cnnbuild"] == []
+    assert len(served["names"]) == 3 and set(served["names"]) <= set(DIGIT_CLASSES)
+
+
+def test_logits_get_a_softmax(tmp_path):
+    spec = """\
+name: logits
+input: [16, 16, 1]
+layers:
+  - conv: {filters: 4, kernel: 3, activation: relu}
+  - flatten
+  - dense: 10
+"""
+    run = make_run(tmp_path / "run", spec_text=spec, epochs=1)
+    manifest = export_run(run, tmp_path / "out")
+    probabilities, _ = open_export(tmp_path / "out")(digits()[0][:5])
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    assert manifest["verified"]["max_abs_diff"] <= 1e-5
+
+
+def test_failed_verification_keeps_the_previous_export(run, tmp_path):
+    out = tmp_path / "savedmodel"
+    export_run(run, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ExportError, match="nothing was replaced"):
+        export_run(run, out, tolerance=-1.0)       # no export can pass: verification fails for real
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["savedmodel"]     # no partial folder left beside it
+    assert open_export(out)(probe_images((16, 16, 1))[0])[0].shape == (9, 10)
+
+
+def test_a_failed_first_export_leaves_nothing(run, tmp_path):
+    with pytest.raises(ExportError):
+        export_run(run, tmp_path / "new", tolerance=-1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_export_keeps_the_previous_one(run, tmp_path):
+    out = tmp_path / "savedmodel"
+    export_run(run, out)
+    manifest = (out / "export.json").read_bytes()
+    process = subprocess.Popen([sys.executable, "-m", "cnnbuild.cli", "export", str(run), "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".savedmodel.partial-*")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(tmp_path.glob(".savedmodel.partial-*")), "the export finished before it could be killed"
+    assert (out / "export.json").read_bytes() == manifest              # the good export is untouched
+    assert open_export(out)(probe_images((16, 16, 1))[0])[0].shape == (9, 10)
+    export_run(run, out)                                               # the next export cleans up after it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["savedmodel"]
+
+
+def test_cli_export_and_errors(run, tmp_path, capsys):
+    assert main(["export", str(run), "--out", str(tmp_path / "x")]) == 0
+    printed = capsys.readouterr().out
+    assert "verified with tf.saved_model.load" in printed and "two calls identical" in printed
+    assert main(["export", str(tmp_path / "missing")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(tmp_path / "empty")]) == 2
+    assert "no model.keras" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.keras").write_bytes(b"not a zip")
+    assert main(["export", str(broken)]) == 2
+    assert "cannot load the trained model" in capsys.readouterr().err
+
+
+def test_default_destination_is_inside_the_run(run):
+    manifest = export_run(run, format="keras")
+    assert Path(manifest["path"]) == run / "export" / "keras" and (run / "export" / "keras" / "model.keras").is_file()

@@ -1,0 +1,426 @@
+"""Every registered kind, checked against Keras itself.
+
+For each kind in `REGISTRY` a table of small example specs is checked (pure Python) and
+built (Keras); the built model's output shape and its total and trainable parameter counts
+must equal the static report, every named layer's output shape must equal its report row,
+and a forward pass must run. A kind registered without a case here fails
+`test_kind[<kind>]`, so a new kind cannot slip in untested.
+
+Numbers in the value tests below are worked out by hand in the test, not read from cnnbuild.
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnbuild import build_model, infer, parse_spec
+from cnnbuild.layers import REGISTRY
+
+GOOD = Path(__file__).parent / "specs" / "good"
+
+
+def spec_text(input_shape, layers, blocks="", extra=""):
+    """A whole spec from its input shape and the YAML of its `layers:` list."""
+    text = f"name: case\ninput: {list(input_shape)}\n{extra}"
+    if blocks:
+        text += "blocks:\n" + textwrap.indent(textwrap.dedent(blocks).strip("\n"), "  ") + "\n"
+    return text + "layers:\n" + textwrap.indent(textwrap.dedent(layers).strip("\n"), "  ") + "\n"
+
+
+# (label, input shape, layers YAML, blocks YAML). A case counts for every kind it uses.
+CASES = [
+    # --- convolutions: every padding form, padding modes, dilation, groups, connections
+    ("conv_valid", (8, 8, 3), "- conv: {filters: 4, kernel: 3}", ""),
+    ("conv_same_stride2", (7, 7, 3), "- conv: {filters: 4, kernel: 3, stride: 2, padding: same}", ""),
+    ("conv_int_padding", (7, 7, 2), "- conv: {filters: 4, kernel: 5, padding: 2, activation: relu}", ""),
+    ("conv_pair_padding", (6, 8, 2), "- conv: {filters: 3, kernel: 3, padding: [1, 0]}", ""),
+    ("conv_asymmetric_padding", (6, 6, 2), "- conv: {filters: 3, kernel: 2, padding: [[0, 1], [1, 0]]}", ""),
+    ("conv_reflect", (6, 6, 2), "- conv: {filters: 3, kernel: 3, padding: 1, padding_mode: reflect}", ""),
+    ("conv_symmetric", (6, 6, 2), "- conv: {filters: 3, kernel: 5, padding: 2, padding_mode: symmetric}", ""),
+    ("conv_same_reflect", (6, 6, 2), "- conv: {filters: 3, kernel: 3, padding: same, padding_mode: reflect}", ""),
+    ("conv_dilation", (11, 11, 2), "- conv: {filters: 3, kernel: 3, dilation: 2}\n- conv: {filters: 2, kernel: 3, dilation: [1, 2], padding: same}", ""),
+    ("conv_groups", (6, 6, 4), "- conv: {filters: 6, kernel: 3, groups: 2, bias: false}", ""),
+    ("conv_connections", (8, 8, 3), "- conv: {filters: 4, kernel: 3, connections: [[0], [0, 1], [1, 2], [0, 1, 2]]}", ""),
+    ("conv_connections_same", (8, 8, 3), "- conv: {filters: 2, kernel: 3, padding: same, connections: [[0, 2], [1]]}", ""),
+    ("conv_batchnorm", (6, 6, 3), "- conv: {filters: 4, kernel: 3, batchnorm: true, activation: relu}", ""),
+    ("conv_batchnorm_args", (6, 6, 3), "- conv: {filters: 4, kernel: 3, batchnorm: {epsilon: 1.0e-5, center: false}}", ""),
+    ("conv_rect_kernel", (9, 7, 1), "- conv: {filters: 2, kernel: [3, 1], stride: [2, 1]}", ""),
+    ("conv_leaky_inline", (5, 5, 1), "- conv: {filters: 2, kernel: 3, activation: leaky_relu}", ""),
+    ("conv_frozen", (6, 6, 3), "- conv: {filters: 4, kernel: 3, batchnorm: true, trainable: false}\n- dense: 2", ""),
+    ("depthwise", (6, 6, 3), "- depthwise_conv: {kernel: 3, multiplier: 2, padding: same, batchnorm: true, activation: relu6}", ""),
+    ("depthwise_scalar", (6, 6, 3), "- depthwise_conv: 3", ""),
+    ("depthwise_pad", (7, 7, 3), "- depthwise_conv: {kernel: 3, padding: 1, stride: 2, padding_mode: reflect, bias: false}", ""),
+    ("separable", (6, 6, 3), "- separable_conv: {filters: 5, kernel: 3, multiplier: 2, padding: same, activation: relu}", ""),
+    ("separable_pad", (8, 8, 2), "- separable_conv: {filters: 4, kernel: 3, padding: [[1, 0], [0, 1]], stride: 2, batchnorm: true}", ""),
+    ("transpose_valid", (4, 4, 3), "- conv_transpose: {filters: 2, kernel: 3, stride: 2}", ""),
+    ("transpose_same", (4, 5, 3), "- conv_transpose: {filters: 2, kernel: 2, stride: 2, padding: same, batchnorm: true, activation: relu}", ""),
+    # --- pooling: stride defaults to size; explicit padding
+    ("max_pool_default", (8, 8, 2), "- max_pool", ""),
+    ("max_pool_scalar", (9, 9, 2), "- max_pool: 3", ""),
+    ("max_pool_stride", (9, 9, 2), "- max_pool: {size: 3, stride: 2}", ""),
+    ("max_pool_padded", (6, 6, 2), "- max_pool: {size: 3, stride: 2, padding: 1, rounding: floor}", ""),
+    ("max_pool_same", (7, 7, 2), "- max_pool: {size: 2, padding: same}", ""),
+    ("max_pool_asym", (5, 5, 1), "- max_pool: {size: 2, padding: [[0, 1], [0, 1]]}", ""),
+    ("avg_pool", (8, 8, 2), "- avg_pool: 2", ""),
+    ("avg_pool_padded", (6, 6, 2), "- avg_pool: {size: 3, stride: 1, padding: 1}", ""),
+    ("avg_pool_same", (7, 7, 2), "- avg_pool: {size: 2, padding: same}", ""),
+    ("sum_pool", (8, 8, 2), "- sum_pool: 2", ""),
+    ("sum_pool_padded", (5, 5, 2), "- sum_pool: {size: 3, stride: 2, padding: 1}", ""),
+    ("global_avg", (5, 5, 3), "- global_avg_pool\n- dense: 2", ""),
+    ("global_avg_keep", (5, 5, 3), "- global_avg_pool: {keepdims: true}", ""),
+    ("global_max", (5, 5, 3), "- global_max_pool", ""),
+    ("global_max_keep", (5, 5, 3), "- global_max_pool: {keepdims: true}", ""),
+    ("max_unpool", (8, 8, 2), "- max_pool: {name: p1, size: 2}\n- conv: {filters: 2, kernel: 3, padding: same}\n"
+                              "- max_unpool: {pool: p1}", ""),
+    ("max_unpool_scalar", (6, 6, 2), "- max_pool: {name: p1, size: 3}\n- max_unpool: p1", ""),
+    # --- core
+    ("dense", (1, 1, 12), "- flatten\n- dense: {units: 5, activation: relu}\n- dense: {units: 3, bias: false}", ""),
+    ("dense_batchnorm", (1, 2, 6), "- flatten\n- dense: {units: 5, batchnorm: true, activation: relu}", ""),
+    ("dense_on_map", (4, 4, 3), "- dense: 6", ""),
+    ("flatten", (4, 4, 3), "- flatten\n- dense: 2", ""),
+    ("dropout", (4, 4, 3), "- dropout: 0.5\n- flatten\n- dropout: {rate: 0.25}", ""),
+    ("dropout_spatial", (4, 4, 3), "- dropout: {rate: 0.2, spatial: true}", ""),
+    ("batchnorm", (4, 4, 3), "- batchnorm\n- batchnorm: {momentum: 0.9, scale: false}", ""),
+    ("maxout", (4, 4, 6), "- maxout\n- maxout: {pieces: 3}", ""),
+    ("maxout_dense", (2, 5, 1), "- flatten\n- dense: 8\n- maxout: 4", ""),
+    ("pad_zeros", (4, 5, 2), "- pad: 1\n- pad: [1, 2]\n- pad: [[0, 1], [2, 0]]", ""),
+    ("pad_reflect", (4, 5, 2), "- pad: {padding: [[1, 2], [3, 0]], mode: reflect}", ""),
+    ("pad_symmetric", (4, 5, 2), "- pad: {padding: 2, mode: symmetric}", ""),
+    ("crop", (8, 8, 2), "- crop: 1\n- crop: [1, 0]\n- crop: [[0, 1], [2, 0]]", ""),
+    ("upsample", (3, 4, 2), "- upsample\n- upsample: {size: [1, 3], interpolation: bilinear}", ""),
+    ("reshape", (4, 4, 3), "- reshape: [-1]\n- reshape: {shape: [8, 6]}\n- reshape: [2, -1, 3]", ""),
+    ("reshape_se", (4, 4, 8), "- global_avg_pool\n- reshape: [1, 1, -1]", ""),
+    # --- activations: as a kind, by name, with alpha
+    ("activation_kind", (4, 4, 2), "- activation: relu\n- activation: {function: leaky_relu, alpha: 0.2}\n"
+                                   "- activation: {function: elu, alpha: 0.5}", ""),
+    ("activations_by_name", (4, 4, 2),
+     "\n".join(f"- {k}" for k in ("relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "sigmoid", "hard_sigmoid",
+                                  "hard_swish", "tanh", "softmax", "softplus", "softsign", "mish", "leaky_relu")), ""),
+    ("leaky_alpha", (4, 4, 2), "- leaky_relu: 0.3\n- leaky_relu: {alpha: 0.05}\n- elu: {alpha: 2.0}", ""),
+    ("inline_activations", (6, 6, 2),
+     "\n".join(f"- conv: {{filters: 2, kernel: 1, activation: {k}}}" for k in (
+         "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "swish", "silu", "sigmoid", "hard_sigmoid",
+         "hard_swish", "tanh", "softmax", "softplus", "softsign", "mish")), ""),
+    # --- merges: inputs / with, broadcasting
+    ("concat_with", (6, 6, 2), "- conv: {name: a, filters: 3, kernel: 1}\n- conv: {filters: 4, kernel: 1}\n- concat: {with: [a]}", ""),
+    ("concat_inputs", (6, 6, 2), "- conv: {name: a, filters: 3, kernel: 1}\n- conv: {name: b, filters: 4, kernel: 1, inputs: [input]}\n"
+                                 "- concat: {inputs: [input, a, b]}", ""),
+    ("concat_axis", (4, 4, 2), "- conv: {name: a, filters: 2, kernel: 1}\n- concat: {with: [a], axis: 1}", ""),
+    ("add_with", (6, 6, 2), "- conv: {name: a, filters: 2, kernel: 3, padding: same}\n- conv: {filters: 2, kernel: 3, padding: same}\n"
+                            "- add: {with: [a]}", ""),
+    ("add_inputs", (6, 6, 2), "- conv: {name: a, filters: 2, kernel: 1}\n- add: {inputs: [input, a]}", ""),
+    ("multiply_se", (6, 6, 4), """
+        - conv: {name: features, filters: 8, kernel: 3, padding: same}
+        - global_avg_pool: {keepdims: true}
+        - conv: {filters: 2, kernel: 1, activation: relu}
+        - conv: {filters: 8, kernel: 1, activation: sigmoid}
+        - multiply: {with: [features]}
+        """, ""),
+    ("multiply_inputs", (6, 6, 4), "- global_max_pool: {name: g, keepdims: true}\n- multiply: {inputs: [input, g]}", ""),
+    # --- composites
+    ("inception", (8, 8, 4), """
+        - inception:
+            branches:
+              - [{conv: {filters: 2, kernel: 1}}]
+              - [{conv: {filters: 2, kernel: 1, activation: relu}}, {conv: {filters: 3, kernel: 3, padding: same}}]
+              - [{conv: {filters: 2, kernel: 1}}, {conv: {filters: 3, kernel: 5, padding: 2}}]
+              - [{max_pool: {size: 3, stride: 1, padding: same}}, {conv: {filters: 2, kernel: 1}}]
+        """, ""),
+    ("inception_identity", (6, 6, 3), """
+        - inception:
+            name: dense_layer
+            branches:
+              - []
+              - [{batchnorm: {}}, relu, {conv: {filters: 4, kernel: 3, padding: same}}]
+        """, ""),
+    ("residual_identity", (6, 6, 4), """
+        - residual:
+            body:
+              - conv: {filters: 4, kernel: 3, padding: same, batchnorm: true, activation: relu}
+              - conv: {filters: 4, kernel: 3, padding: same, batchnorm: true}
+            activation: relu
+        """, ""),
+    ("residual_projection", (8, 8, 4), """
+        - residual:
+            body:
+              - conv: {filters: 8, kernel: 3, stride: 2, padding: same, batchnorm: true, activation: relu}
+              - conv: {filters: 8, kernel: 3, padding: same, batchnorm: true}
+            shortcut: auto
+            activation: relu
+        """, ""),
+    ("residual_projection_odd", (7, 7, 4), """
+        - residual:
+            body: [{conv: {filters: 6, kernel: 3, stride: 2, padding: same}}]
+        """, ""),
+    ("residual_explicit", (8, 8, 4), """
+        - residual:
+            body:
+              - conv: {filters: 8, kernel: 2, stride: 2}
+            shortcut:
+              - avg_pool: 2
+              - conv: {filters: 8, kernel: 1, bias: false}
+            activation: leaky_relu
+        """, ""),
+    ("residual_identity_explicit", (5, 5, 2), """
+        - residual: {body: [{conv: {filters: 2, kernel: 3, padding: 1}}], shortcut: identity}
+        """, ""),
+    ("residual_input_name", (5, 5, 2), """
+        - residual:
+            body:
+              - conv: {name: c1, filters: 2, kernel: 3, padding: same}
+              - add: {with: [input]}
+        """, ""),
+    ("repeat_index", (16, 16, 2), """
+        - repeat:
+            times: 3
+            layers:
+              - conv: {name: c, filters: "${index * 4}", kernel: 3, padding: same, activation: relu}
+              - conv: {filters: $index, kernel: 1}
+              - max_pool: 2
+        """, ""),
+    ("repeat_local_names", (6, 6, 3), """
+        - repeat:
+            times: 2
+            layers:
+              - conv: {name: a, filters: 3, kernel: 3, padding: same}
+              - add: {with: [input]}
+        """, ""),
+    ("block_params", (8, 8, 3), """
+        - conv: {filters: 8, kernel: 3, padding: same}
+        - basic: {filters: 8}
+        - basic: {filters: 16, stride: 2}
+        """, """
+        basic:
+          params: {filters: required, stride: 1}
+          layers:
+            - residual:
+                body:
+                  - conv: {filters: $filters, kernel: 3, stride: $stride, padding: same, batchnorm: true, activation: relu}
+                  - conv: {filters: $filters, kernel: 3, padding: same, batchnorm: true}
+                shortcut: auto
+                activation: relu
+        """),
+    ("block_se_expr", (8, 8, 4), """
+        - se: {name: se1, channels: 8, ratio: 4}
+        - se: {channels: 8}
+        """, """
+        se:
+          params: {channels: required, ratio: 2}
+          layers:
+            - depthwise_conv: {name: dw, kernel: 3, padding: same}
+            - conv: {name: expand, filters: $channels, kernel: 1}
+            - global_avg_pool: {keepdims: true}
+            - conv: {filters: "${channels // ratio}", kernel: 1, activation: relu}
+            - conv: {filters: $channels, kernel: 1, activation: sigmoid}
+            - multiply: {with: [expand]}
+        """),
+    ("backbone_spec", (8, 8, 3), f"- backbone: {{spec: '{GOOD / 'small_backbone.yaml'}', freeze: 1}}\n- global_avg_pool\n"
+                                 "- dense: 2", ""),
+    ("backbone_spec_top", (8, 8, 3), f"- backbone: {{spec: '{GOOD / 'small_backbone.yaml'}', include_top: true}}", ""),
+    ("rounding_floor_spec", (7, 7, 1), "- conv: {filters: 1, kernel: 3, stride: 3}\n- max_pool: 2", ""),
+    ("rounding_floor_layer", (7, 7, 1), "- conv: {filters: 1, kernel: 3, stride: 3, rounding: floor}", ""),
+]
+SPEC_ROUNDING = {"rounding_floor_spec": "rounding: floor\n"}
+
+
+def _spec(label, shape, layers, blocks):
+    return parse_spec(spec_text(shape, layers, blocks, SPEC_ROUNDING.get(label, "")), f"{label}.yaml")
+
+
+def _kinds(spec):
+    """Built-in kinds a spec uses, composites' children included."""
+    return {layer.kind for layer in spec.all_layers() if layer.kind in REGISTRY}
+
+
+CASES_BY_KIND = {kind: [case for case in CASES if kind in _kinds(_spec(*case))] for kind in REGISTRY}
+
+
+def check_against_keras(label, shape, layers, blocks):
+    """The helper: check, build, compare with Keras, run one forward pass. Returns (report, model)."""
+    spec = _spec(label, shape, layers, blocks)
+    report = infer(spec)
+    assert report.valid, "\n".join(str(p) for p in report.errors)
+    model = build_model(spec, report)
+    assert tuple(model.output_shape[1:]) == report.output
+    assert model.count_params() == report.params
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    assert trainable == report.trainable_params
+    assert model.count_params() - trainable == report.non_trainable_params
+    names = {layer.name for layer in model.layers}
+    for row in report.rows:   # every layer the spec names carries that name in Keras and the reported shape
+        assert row.name in names, f"no Keras layer named {row.name!r}"
+        assert tuple(model.get_layer(row.name).output.shape[1:]) == row.output, row.name
+    x = np.random.default_rng(0).normal(size=(2, *shape)).astype("float32")
+    y = np.asarray(model(x, training=False))
+    assert y.shape == (2, *report.output)
+    assert np.all(np.isfinite(y))
+    return report, model
+
+
+_checked: set = set()   # a case shared by several kinds (e.g. all activations) is built once
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_kind(kind):
+    cases = CASES_BY_KIND[kind]
+    assert cases, f"kind '{kind}' is registered but tests/test_kinds.py has no case using it: add one to CASES"
+    for case in cases:
+        if case[0] not in _checked:
+            check_against_keras(*case)
+            _checked.add(case[0])
+
+
+# --- values, worked out by hand -------------------------------------------------------
+
+def _model(shape, layers, blocks="", extra=""):
+    spec = parse_spec(spec_text(shape, layers, blocks, extra))
+    report = infer(spec)
+    assert report.valid, "\n".join(str(p) for p in report.errors)
+    return build_model(spec, report), report
+
+
+def _run(model, x):
+    return np.asarray(model(np.asarray(x, dtype="float32"), training=False))
+
+
+def test_leaky_relu_default_alpha_is_the_seeds_0_1():
+    # the seeds' Leaky ReLU = max(0.1x, x): f(−1) = −0.1, whichever way the spec asks for it
+    for layers in ("- leaky_relu", "- activation: leaky_relu", "- activation: {function: leaky_relu}",
+                   "- conv: {filters: 1, kernel: 1, bias: false, initializer: ones, activation: leaky_relu}",
+                   "- flatten\n- dense: {units: 1, bias: false, initializer: ones, activation: leaky_relu}"):
+        model, _ = _model((1, 1, 1), layers)
+        np.testing.assert_allclose(_run(model, [[[[-1.0]]]]).ravel(), [-0.1], rtol=1e-6, err_msg=layers)
+        np.testing.assert_allclose(_run(model, [[[[2.0]]]]).ravel(), [2.0], rtol=1e-6, err_msg=layers)
+    for layers, slope in (("- leaky_relu: 0.3", 0.3), ("- leaky_relu: {alpha: 0.05}", 0.05),
+                          ("- activation: {function: leaky_relu, alpha: 0.2}", 0.2)):
+        model, _ = _model((1, 1, 1), layers)
+        np.testing.assert_allclose(_run(model, [[[[-1.0]]]]).ravel(), [-slope], rtol=1e-6, err_msg=layers)
+
+
+def test_elu_relu6_and_other_activations_values():
+    x = np.array([-1.0, 0.5, 9.0], dtype="float32").reshape(1, 1, 3, 1)
+    expected = {
+        "elu": [math.exp(-1) - 1, 0.5, 9.0],                 # α(eˣ − 1), α = 1
+        "elu: 2.0": [2 * (math.exp(-1) - 1), 0.5, 9.0],
+        "relu": [0.0, 0.5, 9.0],
+        "relu6": [0.0, 0.5, 6.0],
+        "sigmoid": [1 / (1 + math.e), 1 / (1 + math.exp(-0.5)), 1 / (1 + math.exp(-9))],
+        "tanh": [math.tanh(-1), math.tanh(0.5), math.tanh(9)],
+        "swish": [-1 / (1 + math.e), 0.5 / (1 + math.exp(-0.5)), 9 / (1 + math.exp(-9))],
+    }
+    for layer, values in expected.items():
+        model, _ = _model((1, 3, 1), f"- {layer}")
+        np.testing.assert_allclose(_run(model, x).ravel(), values, rtol=1e-5, err_msg=layer)
+
+
+def test_maxout_takes_the_max_of_consecutive_pieces():
+    model, report = _model((1, 1, 4), "- maxout: 2")
+    assert report.output == (1, 1, 2)
+    np.testing.assert_allclose(_run(model, [[[[1.0, -3.0, -5.0, 2.0]]]]).ravel(), [1.0, 2.0])
+
+
+def test_sum_pool_is_average_times_area():
+    x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    model, _ = _model((4, 4, 1), "- sum_pool: 2")
+    # windows: 0+1+4+5, 2+3+6+7, 8+9+12+13, 10+11+14+15
+    np.testing.assert_allclose(_run(model, x)[0, :, :, 0], [[10, 18], [42, 50]])
+    model, _ = _model((3, 3, 1), "- sum_pool: {size: 2, stride: 1, padding: [[0, 1], [0, 1]]}")
+    x = np.ones((1, 3, 3, 1))
+    np.testing.assert_allclose(_run(model, x)[0, :, :, 0], [[4, 4, 2], [4, 4, 2], [2, 2, 1]])   # padding adds zeros
+
+
+def test_max_pool_explicit_padding_never_wins():
+    x = -np.arange(1, 10, dtype="float32").reshape(1, 3, 3, 1)   # all negative: zero padding would win
+    model, _ = _model((3, 3, 1), "- max_pool: {size: 2, stride: 2, padding: [[1, 0], [1, 0]]}")
+    np.testing.assert_allclose(_run(model, x)[0, :, :, 0], [[-1, -2], [-4, -5]])
+
+
+def test_avg_pool_explicit_padding_counts_zeros():
+    model, _ = _model((2, 2, 1), "- avg_pool: {size: 2, stride: 1, padding: [[0, 1], [0, 1]]}")
+    np.testing.assert_allclose(_run(model, np.ones((1, 2, 2, 1)))[0, :, :, 0], [[1, 0.5], [0.5, 0.25]])
+
+
+def test_reflect_and_symmetric_padding_values():
+    x = np.array([1, 2, 3], dtype="float32").reshape(1, 1, 3, 1)
+    model, _ = _model((1, 3, 1), "- pad: {padding: [[0, 0], [2, 1]], mode: reflect}")
+    np.testing.assert_allclose(_run(model, x)[0, 0, :, 0], [3, 2, 1, 2, 3, 2])
+    model, _ = _model((1, 3, 1), "- pad: {padding: [[0, 0], [2, 1]], mode: symmetric}")
+    np.testing.assert_allclose(_run(model, x)[0, 0, :, 0], [2, 1, 1, 2, 3, 3])
+    # a 1×3 all-ones kernel over reflect padding 1: [2+1+2, 1+2+3, 2+3+2]
+    model, _ = _model((1, 3, 1), "- conv: {filters: 1, kernel: [1, 3], padding: [0, 1], padding_mode: reflect, "
+                                 "bias: false, initializer: ones}")
+    np.testing.assert_allclose(_run(model, x)[0, 0, :, 0], [5, 6, 7])
+
+
+def test_dilated_kernel_taps_are_spaced():
+    x = np.zeros((1, 1, 5, 1), dtype="float32")
+    x[0, 0, [0, 2, 4], 0] = [1, 10, 100]
+    x[0, 0, [1, 3], 0] = 1000
+    model, report = _model((1, 5, 1), "- conv: {filters: 1, kernel: [1, 3], dilation: 2, bias: false, initializer: ones}")
+    assert report.output == (1, 1, 1)          # (5 − 5 + 0)/1 + 1
+    np.testing.assert_allclose(_run(model, x).ravel(), [111])   # taps at 0, 2, 4 only
+
+
+def test_connections_read_only_their_maps():
+    model, report = _model((3, 3, 3), "- conv: {filters: 2, kernel: 3, bias: false, initializer: ones, connections: [[0], [1, 2]]}")
+    assert report.params == 3 * 3 * 3          # F·F·(1 + 2 connections), no bias
+    x = np.zeros((1, 3, 3, 3), dtype="float32")
+    x[..., 0], x[..., 1], x[..., 2] = 1, 10, 100
+    np.testing.assert_allclose(_run(model, x).ravel(), [9, 9 * 110])
+
+
+def test_batchnorm_statistics_are_not_trainable():
+    for layers, channels in (("- conv: {filters: 4, kernel: 3, batchnorm: true}", 4),
+                             ("- flatten\n- dense: {units: 5, batchnorm: true}", 5)):
+        model, report = _model((5, 5, 3), layers)
+        assert report.non_trainable_params == 2 * channels      # moving mean and variance
+        bn = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
+        assert len(bn) == 1 and sum(math.prod(w.shape) for w in bn[0].non_trainable_weights) == 2 * channels
+
+
+def test_max_unpool_puts_values_back_at_the_max():
+    x = np.array([[1, 5], [3, 2]], dtype="float32").reshape(1, 2, 2, 1)
+    model, _ = _model((2, 2, 1), "- max_pool: {name: p, size: 2}\n- max_unpool: p")
+    np.testing.assert_allclose(_run(model, x)[0, :, :, 0], [[0, 5], [0, 0]])
+
+
+def test_squeeze_and_excitation_block_multiplies_with_its_own_layer():
+    blocks = """
+        se:
+          params: {channels: required}
+          layers:
+            - conv: {name: features, filters: $channels, kernel: 1, bias: false, initializer: ones}
+            - global_max_pool: {keepdims: true}
+            - multiply: {with: [features]}
+        """
+    model, report = _model((2, 2, 1), "- se: {name: a, channels: 2}\n- se: {name: b, channels: 2}", blocks)
+    assert {"a_features", "b_features", "a_multiply_1", "b"} <= {layer.name for layer in model.layers}
+    # block a: features = x copied to 2 maps; · max(x) = 4 → 4x. Block b: its 1×1 conv sums
+    # the 2 maps (8x), · max (32) → 256x.
+    x = np.array([[1, 2], [3, 4]], dtype="float32").reshape(1, 2, 2, 1)
+    np.testing.assert_allclose(_run(model, x)[0, :, :, 0], 256 * x[0, :, :, 0])
+
+
+def test_repeat_index_substitutes_each_copy():
+    model, report = _model((4, 4, 1), "- repeat: {times: 3, layers: [{conv: {name: c, filters: '${index * 2}', kernel: 1}}]}")
+    assert [model.get_layer(f"repeat_1_{i}_c").filters for i in (1, 2, 3)] == [2, 4, 6]
+    assert report.params == (1 * 2 + 2) + (2 * 4 + 4) + (4 * 6 + 6)
+
+
+def test_rounding_floor_warns_with_rows_and_columns_dropped():
+    for extra, layer in (("rounding: floor\n", "- conv: {filters: 1, kernel: 3, stride: 3}"),
+                         ("", "- conv: {filters: 1, kernel: 3, stride: 3, rounding: floor}")):
+        report = infer(parse_spec(spec_text((7, 7, 1), layer, extra=extra), "r.yaml"))
+        assert report.valid and report.output == (2, 2, 1)          # ⌊(7 − 3)/3⌋ + 1 = 2
+        texts = [w.message for w in report.warnings]
+        assert len(texts) == 2
+        assert "(7 − 3 + 2·0)/3 + 1 = 2.33" in texts[0] and "leaves 1 row unread" in texts[0]
+        assert "leaves 1 column unread" in texts[1]
+        assert all(w.where.line == 4 + extra.count("\n") for w in report.warnings)   # the conv's line
+    report = infer(parse_spec(spec_text((7, 7, 1), "- conv: {filters: 1, kernel: 3, stride: 3, rounding: exact}",
+                                        extra="rounding: floor\n")))
+    assert not report.valid     # a layer's own rounding wins over the spec's

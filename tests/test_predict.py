@@ -1,0 +1,115 @@
+"""predict: real PNG (and jpg / bmp / gif) files the test writes, through the export only;
+bad files get an error each and do not stop the others."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnbuild.cli import main
+from cnnbuild.export import export_run
+from run_helpers import DIGIT_CLASSES, make_run, write_digit_pngs
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("predict") / "run")
+
+
+@pytest.fixture(scope="module")
+def pngs(tmp_path_factory):
+    """Twelve real digits as 40×40 PNG files, larger than the 16×16 input, as a user's scans would be."""
+    return write_digit_pngs(tmp_path_factory.mktemp("pngs"), count=12, size=40)
+
+
+def _json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_predicts_png_files_from_an_export(run, pngs, tmp_path, capsys):
+    export_run(run, tmp_path / "export")
+    assert main(["predict", str(tmp_path / "export"), *map(str, (p for p, _ in pngs)), "--json", "--top", "3"]) == 0
+    results = _json(capsys)
+    assert [r["file"] for r in results] == [str(p) for p, _ in pngs]
+    for result in results:
+        assert set(result) == {"file", "class", "probability", "top"}
+        assert len(result["top"]) == 3 and result["top"][0] == {"class": result["class"], "probability": result["probability"]}
+        assert result["class"] in DIGIT_CLASSES and 0 < result["probability"] <= 1
+        assert result["top"][0]["probability"] >= result["top"][1]["probability"] >= result["top"][2]["probability"]
+    right = sum(r["class"] == DIGIT_CLASSES[label] for r, (_, label) in zip(results, pngs))
+    assert right >= 9, results        # a model trained for two epochs reads most digits
+
+
+def test_text_output_and_run_folder(run, pngs, capsys, tmp_path):
+    fresh = make_run(tmp_path / "fresh", epochs=1)
+    assert main(["predict", str(fresh), str(pngs[0][0])]) == 0
+    captured = capsys.readouterr()
+    assert "exporting to a temporary folder" in captured.err
+    assert captured.out.startswith(f"{pngs[0][0]}: ") and len(captured.out.strip().split(", ")) == 1
+    assert not (fresh / "export").exists()                 # the temporary export is gone
+    export_run(fresh)                                      # with a current export, predict uses it
+    assert main(["predict", str(fresh), str(pngs[0][0]), "--top", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "temporary" not in captured.err and len(captured.out.strip().split(", ")) == 2
+
+
+def test_bad_files_get_an_error_each(run, pngs, tmp_path, capsys):
+    good = str(pngs[1][0])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    whole = pngs[2][0].read_bytes()
+    (tmp_path / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    bad = [tmp_path / "empty.png", tmp_path / "text.png", tmp_path / "truncated.png", tmp_path / "missing.png", tmp_path]
+    assert main(["predict", str(run), good, *map(str, bad), "--json"]) == 2
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert len(results) == 6 and results[0]["class"] in DIGIT_CLASSES and "error" not in results[0]
+    for result in results[1:]:
+        assert result["class"] is None and result["top"] == [] and result["error"].startswith(result["file"])
+    for expected in ("the file is empty", "Unknown image file format", "Invalid PNG data", "no such file", "is a folder"):
+        assert expected in captured.err
+    assert "5 of 6 files could not be read" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_other_formats_and_channels(run, pngs, tmp_path, capsys):
+    """jpg, bmp and gif, RGB and RGBA files, for a grayscale model: each predicted like its PNG."""
+    picture = Image.open(pngs[3][0])
+    files = []
+    for name, image in (("a.jpg", picture.convert("RGB")), ("b.bmp", picture), ("c.gif", picture),
+                        ("d.png", picture.convert("RGBA")), ("e.png", picture.convert("RGB"))):
+        image.save(tmp_path / name)
+        files.append(str(tmp_path / name))
+    assert main(["predict", str(run), str(pngs[3][0]), *files, "--json"]) == 0
+    results = _json(capsys)
+    assert {r["class"] for r in results} == {results[0]["class"]}
+
+
+@pytest.mark.parametrize("format", ["tflite", "onnx", "keras"])
+def test_predict_with_other_export_formats(run, pngs, tmp_path, capsys, format):
+    if format == "onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("tf2onnx")
+    export_run(run, tmp_path / "saved")
+    export_run(run, tmp_path / format, format)
+    rgb = tmp_path / "rgb.png"
+    Image.open(pngs[4][0]).convert("RGB").save(rgb)
+    files = [str(p) for p, _ in pngs[:4]] + [str(rgb)]
+    assert main(["predict", str(tmp_path / "saved"), *files, "--json"]) == 0
+    expected = _json(capsys)
+    assert main(["predict", str(tmp_path / format), *files, "--json"]) == 0
+    got = _json(capsys)
+    assert [r["class"] for r in got] == [r["class"] for r in expected]
+    # TFLite takes fixed channels, so predict converts RGB → gray itself (rounded to whole pixel values)
+    tolerance = 2e-3 if format == "tflite" else 1e-5
+    np.testing.assert_allclose([r["probability"] for r in got], [r["probability"] for r in expected], atol=tolerance)
+
+
+def test_usage_errors(run, pngs, capsys, tmp_path):
+    assert main(["predict", str(run), str(pngs[0][0]), "--top", "0"]) == 2
+    assert "--top 0" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "nowhere"), str(pngs[0][0])]) == 2
+    assert "no such export or run folder" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    assert main(["predict", str(tmp_path / "folder"), str(pngs[0][0])]) == 2
+    assert "not an export folder" in capsys.readouterr().err
