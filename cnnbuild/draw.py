@@ -635,6 +635,13 @@ class _Builder:
             label = " · ".join(p for p in (args.block, values if len(values) <= 40 else "") if p)
             return Frame(inner, label, [layer.name], args.block, tooltip, self.depth + 1, user_name(layer, self.prefix))
         title, detail, params = describe(args, row, layer.trainable)
+        if args.children():   # another composite (a backbone read from a spec): its layers in a frame
+            self.depth += 1
+            parts = [self.sequence(children, f"{layer.name}_input") for _, children in args.children()]
+            self.depth -= 1
+            inner = parts[0] if len(parts) == 1 else Seq(parts, [True] * len(parts), [])
+            label = " · ".join(p for p in (title, detail, params) if p)
+            return Frame(inner, label, [layer.name], kind, tooltip, self.depth + 1, user_name(layer, self.prefix))
         return Box(title, detail, FAMILY.get(kind, "plain"), [layer.name], kind, tooltip,
                    row.output if row and row.output else None, tuple(row.inputs) if row else (),
                    error=layer.name in self.failed,
@@ -704,6 +711,8 @@ def describe(args, row, trainable=True) -> tuple[str, str, str]:
         title = f"maxout {args.pieces}"
     elif kind == "max_unpool":
         title = f"max_unpool ← {args.pool}"
+    elif kind == "backbone":
+        title = f"backbone {args.application or Path(args.spec).name}"
     parts = []
     if getattr(args, "batchnorm", False):
         parts.append("batchnorm")
@@ -712,8 +721,11 @@ def describe(args, row, trainable=True) -> tuple[str, str, str]:
         parts.append(activation)
     if FAMILY.get(kind) == "merge" and row and row.output:
         parts.append(row.rule)
-    if not trainable:
+    freeze = getattr(args, "freeze", False)   # a backbone's
+    if not trainable or freeze is True:
         parts.append("frozen")
+    elif freeze:
+        parts.append(f"first {freeze} frozen")
     return title, " · ".join(parts), f"{count_text(row.params)} params" if row and row.params else ""
 
 

@@ -80,7 +80,8 @@ def cli_main(args) -> int:
         return 1
     check = manifest["verified"]
     print(f"exported {args.run_dir} → {manifest['path']} ({LABELS[manifest['format']]}, {len(manifest['classes'])} classes, "
-          f"input uint8 [batch, height, width, {manifest['input']['shape'][-1] or '1, 3 or 4'}], resized to "
+          f"input uint8 [batch, height, width, {manifest['input']['shape'][-1] or 'channels'}]"
+          f"{'' if manifest['input']['shape'][-1] else ' with 1, 3 or 4 channels'}, resized to "
           f"{'×'.join(map(str, manifest['input']['training_size']))})")
     print(f"verified with {check['runtime']}: max |export − Keras| = {check['max_abs_diff']:.2e} on {check['images']} "
           f"images (≤ {check['tolerance']:g}); two calls identical; {time.perf_counter() - start:.1f} s")

@@ -119,8 +119,8 @@ def substitute(text: str, values: dict, keep=()):
             if name in keep:
                 return text
             raise Invalid(f"unknown parameter '${name}'", _known(values))
-        if any(re.search(rf"\b{k}\b", expr) for k in keep) and not any(re.search(rf"\b{k}\b", expr) for k in values):
-            return text
+        if _later(expr, values, keep):
+            return _partial(expr, values)
         return evaluate(expr, values)
 
     def replace(m):
@@ -131,5 +131,31 @@ def substitute(text: str, values: dict, keep=()):
             if name not in values:
                 raise Invalid(f"unknown parameter '${name}'", _known(values))
             return str(values[name])
+        if _later(expr, values, keep):
+            return _partial(expr, values)
         return str(evaluate(expr, values))
     return _REFERENCE.sub(replace, text)
+
+
+def _later(expr, values, keep) -> bool:
+    """Does `expr` name a parameter of a later pass (`index` inside a block's repeat)?"""
+    return any(re.search(rf"\b{k}\b", expr) for k in keep if k not in values)
+
+
+def _partial(expr, values):
+    """`${index * filters}` with filters = 16 → `${index * 16}`: this pass's values written
+    in, the rest left for the later pass.
+
+    >>> _partial("index * filters + 1", {"filters": 16})
+    '${index * 16 + 1}'
+    """
+    def value(m):
+        word = m.group(0)
+        if word not in values:
+            return word
+        number = values[word]
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise Invalid(f"'{word}' is {number!r}, not a whole number, so it cannot be used in arithmetic",
+                          f"give '{word}' a whole number, or use it alone as ${word}")
+        return f"({number})" if number < 0 else str(number)
+    return "${" + re.sub(r"[A-Za-z_][A-Za-z0-9_]*", value, expr) + "}"

@@ -82,7 +82,7 @@ def parse_fields(cls, node: Node, problems: list[Problem], layer_parser=None, sk
     problem was found (each one appended to `problems`). Keys in `skip` are left for the
     caller. `layer_parser(node, label)` parses nested layer lists."""
     hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
     values, ok = {}, True
     mapping = node.value if node.is_map else {}
     for key, value_node in mapping.items():
@@ -113,6 +113,9 @@ def parse_fields(cls, node: Node, problems: list[Problem], layer_parser=None, sk
 def did_you_mean(word: str, choices) -> str:
     if word in KERAS_NAMES and KERAS_NAMES[word] in choices:
         return f"did you mean '{KERAS_NAMES[word]}'? ('{word}' is Keras's name; cnnbuild says '{KERAS_NAMES[word]}')"
+    by_plain = {str(c).lower().replace("_", ""): c for c in choices}   # ReLU → relu, SAME → same, LeakyReLU → leaky_relu
+    if word.lower().replace("_", "") in by_plain:
+        return f"did you mean '{by_plain[word.lower().replace('_', '')]}'?"
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"

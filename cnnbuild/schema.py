@@ -171,7 +171,7 @@ class Generator:
         hints = typing.get_type_hints(cls, include_extras=True)
         properties, required = {}, []
         for f in dataclasses.fields(cls):
-            if not f.init:
+            if not f.init or f.metadata.get("internal"):
                 continue
             try:
                 schema = self.annotation_schema(hints[f.name], layers, templated)

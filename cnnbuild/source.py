@@ -24,6 +24,8 @@ MAX_INT_DIGITS = 18      # no dimension or count in a CNN needs more
 
 # YAML 1.1 reads 1e-3 as a string (its float needs a dot); users mean a number.
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+# YAML 1.1 reads 010 as octal 8 and 3:30 as base-60 210: silent surprises in a size or count.
+_OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
 _STANDARD_TAGS = {f"tag:yaml.org,2002:{t}" for t in
                   ("str", "int", "float", "bool", "null", "map", "seq")}
 
@@ -210,6 +212,13 @@ def _scalar(node, loader):
         if len(digits) > MAX_INT_DIGITS:
             raise Invalid(f"integer with {len(digits)} digits is too large",
                           f"no size or count in a network needs more than {MAX_INT_DIGITS} digits")
+        if _OCTAL.match(text):
+            decimal = ("-" if text.startswith("-") else "") + (text.lstrip("+-").lstrip("0_").replace("_", "") or "0")
+            raise Invalid(f"'{text}' is an octal number in YAML 1.1 ({int(text.replace('_', ''), 8)}), not {decimal}",
+                          f"write {decimal}, without the leading zero")
+    if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and ":" in text:
+        raise Invalid(f"'{text}' is a base-60 number in YAML 1.1 ({loader.construct_object(node, deep=True)})",
+                      "write the number itself, or [height, width] for a pair; quote it for text")
     if tag == "tag:yaml.org,2002:str":
         if node.style is None and _EXPONENT_FLOAT.match(text):
             return float(text)

@@ -388,8 +388,16 @@ class Trainer:
         if self.plan.chief:
             print(text, file=self.out, flush=True)
 
-    # 1–4: set up
     def run(self):
+        import keras
+        previous = keras.mixed_precision.global_policy()
+        try:
+            return self.train()
+        finally:   # training in a Python session must not leave mixed precision on for what follows
+            keras.mixed_precision.set_global_policy(previous)
+
+    # 1–4: set up
+    def train(self):
         import tensorflow as tf
         self.tf = tf
         self.plan = make_plan(self.section, tf)           # before any other op
@@ -574,12 +582,12 @@ class Trainer:
                     self.trained = time.perf_counter() - self.began
 
             def on_epoch_end(self, epoch, logs=None):
-                seconds = time.perf_counter() - self.began
-                trained = self.trained if self.trained is not None else seconds
-                if trainer.commit(epoch + 1, dict(logs or {}), trained, seconds):
+                trained = self.trained if self.trained is not None else time.perf_counter() - self.began
+                if trainer.commit(epoch + 1, dict(logs or {}), trained):
                     self.model.stop_training = True
 
         dataset = self.pipeline.train_epochs(start, epochs)
+        self.mark = time.perf_counter()
         self.trained.fit(dataset, epochs=epochs, initial_epoch=start, steps_per_epoch=self.steps_per_epoch,
                          validation_data=self.pipeline.validation(), callbacks=[Commit()], shuffle=False,
                          verbose=1 if self.tty else 0)
@@ -636,6 +644,7 @@ class Trainer:
                                                                per_replica)).prefetch(tf.data.AUTOTUNE)
             return dataset
 
+        self.mark = time.perf_counter()
         for epoch in range(start, epochs):
             began = time.perf_counter()
             for metric in [loss_mean, *metrics, val_loss, *val_metrics]:
@@ -655,14 +664,17 @@ class Trainer:
                 for images, labels in validation:
                     validate_step(images, labels)
                 logs.update({"val_loss": float(val_loss.result()), **{f"val_{m.name}": float(m.result()) for m in val_metrics}})
-            stop = self.commit(epoch + 1, logs, trained, time.perf_counter() - began)
+            stop = self.commit(epoch + 1, logs, trained)
             flag = broadcast_from_chief(tf, strategy, [np.array([1.0 if stop else 0.0], np.float32)])[0]
             if flag[0] > 0.5:
                 break
 
     # 6: the commit
-    def commit(self, epoch, logs, trained_seconds, seconds) -> bool:
-        """Make epoch `epoch` (1-based) durable; returns True to stop (early stopping)."""
+    def commit(self, epoch, logs, trained_seconds) -> bool:
+        """Make epoch `epoch` (1-based) durable; returns True to stop (early stopping).
+        `trained_seconds` is the training part of the epoch (for images/second); the row's
+        `seconds` run from the previous commit, so they add up to the whole run's time."""
+        seconds = time.perf_counter() - self.mark
         self.sync_replicas()
         bad = [k for k, v in logs.items() if k.endswith("loss") and not math.isfinite(float(v))]
         if bad:
@@ -689,6 +701,7 @@ class Trainer:
             self.prune_checkpoints(epoch)
             if not self.tty:
                 print(self.epoch_line(row), file=self.out, flush=True)
+        self.mark = time.perf_counter()
         return stop
 
     def training_seconds(self) -> float:

@@ -79,7 +79,7 @@ def test_bad_spec_text_names_file_line_column_and_path(fixture, capsys):
     err = capsys.readouterr().err
     for row, column, path, message, hint in wanted:
         assert f"{fixture}:{row}:{column}: {path + ': ' if path else ''}" in err
-        assert message in err and f"hint: " in err and hint in err
+        assert message in err and "hint: " in err and hint in err
 
 
 def test_python_tag_is_never_executed():

@@ -182,3 +182,14 @@ def test_the_report_drawn_is_the_static_one(tmp_path):
     spec = load_spec(DRAW_SPECS / "googlenet.yaml")
     _, report = drawn(spec, tmp_path)
     assert report.params == infer(spec).params
+
+
+def test_a_backbone_from_a_spec_is_framed_with_its_layers(tmp_path):
+    backbone = ROOT / "tests" / "specs" / "good" / "small_backbone.yaml"
+    spec = parse_spec(f"name: transfer\ninput: [8, 8, 3]\nlayers:\n  - backbone: {{spec: {backbone}, freeze: true}}\n"
+                      "  - global_avg_pool\n  - dense: 3\n")
+    root, report = drawn(spec, tmp_path)
+    assert report.valid
+    labels = texts(root)
+    assert any(t.startswith("backbone small_backbone.yaml · frozen") for t in labels)
+    assert "conv 3×3, 4" in labels and "4×4×6" in labels

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnbuild import build_model, infer, parse_spec
+from cnnbuild import SpecError, build_model, infer, parse_spec
 from cnnbuild.layers import REGISTRY
 
 GOOD = Path(__file__).parent / "specs" / "good"
@@ -231,12 +231,22 @@ def _spec(label, shape, layers, blocks):
     return parse_spec(spec_text(shape, layers, blocks, SPEC_ROUNDING.get(label, "")), f"{label}.yaml")
 
 
-def _kinds(spec):
-    """Built-in kinds a spec uses, composites' children included."""
+def _kinds(case):
+    """Built-in kinds a case uses, composites' children included (none if it does not parse:
+    test_every_case_parses then says why)."""
+    try:
+        spec = _spec(*case)
+    except SpecError:
+        return set()
     return {layer.kind for layer in spec.all_layers() if layer.kind in REGISTRY}
 
 
-CASES_BY_KIND = {kind: [case for case in CASES if kind in _kinds(_spec(*case))] for kind in REGISTRY}
+CASES_BY_KIND = {kind: [case for case in CASES if kind in _kinds(case)] for kind in REGISTRY}
+
+
+def test_every_case_parses():
+    for case in CASES:
+        _spec(*case)      # raises SpecError, with file:line:column, for a broken case
 
 
 def check_against_keras(label, shape, layers, blocks):
@@ -424,3 +434,28 @@ def test_rounding_floor_warns_with_rows_and_columns_dropped():
     report = infer(parse_spec(spec_text((7, 7, 1), "- conv: {filters: 1, kernel: 3, stride: 3, rounding: exact}",
                                         extra="rounding: floor\n")))
     assert not report.valid     # a layer's own rounding wins over the spec's
+
+
+@pytest.mark.parametrize("layer, side", [("max_pool: 3", 3), ("avg_pool: {size: 3}", 3), ("sum_pool: [3, 3]", 3),
+                                         ("max_pool: {size: 3, stride: 2}", 4), ("max_pool", 4)])
+def test_pool_stride_defaults_to_its_size(layer, side):
+    # 9×9: size 3 and stride 3 → (9 − 3)/3 + 1 = 3; stride 2 → (9 − 3)/2 + 1 = 4; default 2×2: ⌊…⌋ needs 8×8 → 4
+    shape = (8, 8, 2) if layer == "max_pool" else (9, 9, 2)
+    model, report = _model(shape, f"- {layer}")
+    assert report.output == (side, side, 2) and report.params == 0
+    assert model.output_shape == (None, side, side, 2)
+
+
+def test_block_parameter_and_index_in_one_expression():
+    blocks = """
+        stage:
+          params: {width: required}
+          layers:
+            - repeat:
+                name: r
+                times: 2
+                layers: [{conv: {name: c, filters: "${index * width}", kernel: 1}}]
+        """
+    model, report = _model((4, 4, 1), "- stage: {name: s, width: 3}", blocks)
+    assert [model.get_layer(f"s_r_{i}_c").filters for i in (1, 2)] == [3, 6]     # 1·3, 2·3
+    assert report.params == (1 * 3 + 3) + (3 * 6 + 6)

@@ -128,11 +128,12 @@ def application_counts(name: str):
     return count, rows
 
 
-def application_table(name: str):
-    """The PARAMETERS entry for `name`, computed from keras.applications itself (imports Keras)."""
+def application_table(name: str, model=None):
+    """The PARAMETERS entry for `name`, computed from keras.applications itself (imports Keras),
+    or from `model`, an instance of it (the counts do not depend on the input size)."""
     import keras
     import numpy as np
-    model = getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(64, 64, 3))
+    model = model or getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(64, 64, 3))
     rows = []
     for index, layer in enumerate(model.layers):
         trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)

@@ -2,7 +2,7 @@
 layers (parsed by the spec parser into their own name scope) and run them with `ctx.run`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 from ..errors import Invalid
@@ -58,7 +58,6 @@ class Residual(Kind):
     body: Layers
     shortcut: Union[Literal["auto", "identity"], Layers] = "auto"
     activation: Optional[Activation] = None
-    projection: Optional[tuple] = None   # set by the spec parser for shortcut: auto
 
     def children(self):
         out = [("body", self.body)]
@@ -135,7 +134,8 @@ class Repeat(Kind):
 
     times: PositiveInt
     layers: Layers
-    copies: tuple = ()   # one parsed copy of `layers` per repetition, set by the spec parser
+    # one parsed copy of `layers` per repetition, set by the spec parser (not a YAML argument)
+    copies: tuple = field(default=(), metadata={"internal": True})
 
     def children(self):
         return [(f"[{i + 1}]", copy) for i, copy in enumerate(self.copies)]
