@@ -535,6 +535,24 @@ def _with_shorthands(node: Node, problems) -> Node:
     return Node(value, node.where, dict(node.keys))
 
 
+def expand_shorthands(root: Node) -> None:
+    """Rewrite shorthands in a spec's tree as the mappings they stand for (`data: shapes` →
+    `data: {source: shapes}`, `optimizer: sgd` → `optimizer: {name: sgd}`), so that
+    `--set train.optimizer.learning_rate=…` finds the key it overrides."""
+    if not root.is_map:
+        return
+    data = root.value.get("data")
+    if data is not None and isinstance(data.value, str):
+        root.value["data"] = Node({"source": data}, data.where, {"source": data.where})
+    train = root.value.get("train")
+    if train is not None and train.is_map:
+        for key in ("optimizer", "schedule", "early_stopping"):
+            if key in train.value and not isinstance(train.value[key].value, bool):
+                train.value[key] = _expand(train.value[key], key, [])
+            elif key in train.value and train.value[key].value is True:
+                train.value[key] = Node({}, train.value[key].where)
+
+
 def parse_data(node: Optional[Node], problems: list[Problem]) -> Data:
     if node is None:
         return Data()

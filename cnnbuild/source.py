@@ -137,7 +137,8 @@ def parse_text(text: str, name: str = "<spec>") -> Node:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         message = (e.problem or e.context or "invalid YAML").strip()
-        hint = ""
+        hint = ("check the YAML here: indent with spaces (not tabs), close every bracket and quote, "
+                "and put a space after each ':'")
         if "expected a single document" in str(e):
             message, hint = "the file holds several YAML documents", "keep one spec per file (remove '---' separators)"
         raise SpecError([Problem(_where(name, mark), f"invalid YAML: {message}", hint)]) from None

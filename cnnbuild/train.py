@@ -89,12 +89,11 @@ def train(spec_path, out=None, overrides=(), max_params=None, max_memory=None, s
     folder defaults to runs/NAME/; an unfinished one is resumed."""
     from . import source
     from .report import infer
+    from .sections import expand_shorthands
     from .spec import from_node
     started = time.time()
     root = source.load(spec_path)
-    if root.is_map and "data" in root.value and not root.value["data"].is_map:   # `data: shapes` → a mapping
-        node = root.value["data"]
-        root.value["data"] = source.Node({"source": node}, node.where, {"source": node.where})
+    expand_shorthands(root)        # so --set train.optimizer.learning_rate=… works on `optimizer: sgd`
     spec = from_node(root, list(overrides or ()))
     if max_params or max_memory:
         budget = dataclasses.replace(spec.budget, **{k: v for k, v in (("params", max_params),
@@ -483,14 +482,15 @@ class Trainer:
             jit = self.section.jit_compile
             trained.compile(optimizer=optimizer, loss=self.objective.loss, metrics=self.objective.metrics,
                             jit_compile=jit, steps_per_execution=self.section.steps_per_execution)
-            self.trained = trained
+            self.training_model = trained
             self.optimizer = trained.optimizer
         self.optimizer.build(self.model.trainable_variables)
         self.sync_replicas = replica_state_sync(self.tf, self.plan.strategy, self.model)
 
     # the run folder
     def prepare_folder(self):
-        """Refuse a folder holding another spec's run; write spec.yaml and classes.json."""
+        """Refuse a folder holding another spec's run (one with checkpoints); write spec.yaml
+        and classes.json."""
         import yaml
         if not self.plan.chief:
             return
@@ -498,7 +498,8 @@ class Trainer:
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"{folder}: exists and is not a folder; choose another --out")
         spec_file = folder / runfolder.SPEC
-        if spec_file.is_file():
+        started = bool(runfolder.checkpoint_epochs(folder))
+        if started and spec_file.is_file():
             try:
                 before = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
             except (yaml.YAMLError, UnicodeDecodeError):
@@ -508,7 +509,7 @@ class Trainer:
                 raise UsageError(f"{folder} holds a run of a different spec ({difference})\n  hint: choose a new folder "
                                  f"with --out, or delete {folder} to start over (on resume only train: values other "
                                  f"than seed may change)")
-        elif runfolder.checkpoint_epochs(folder):
+        elif started:
             raise UsageError(f"{folder} has checkpoints but no {runfolder.SPEC}; choose another --out")
         folder.mkdir(parents=True, exist_ok=True)
         for stale in (folder / runfolder.CHECKPOINTS).glob(".epoch-*"):   # a write cut short by a kill
@@ -534,7 +535,7 @@ class Trainer:
                 if bad:
                     self.say(f"warning: {path} holds NaN or infinite values; trying an older checkpoint")
                     continue
-                self.check_matches(path, meta, model_values, optimizer_values)
+                self.check_matches(path, model_values, optimizer_values)
                 start, values = epoch, (model_values, optimizer_values)
                 self.history = meta["history"]
                 self.stopped = meta.get("stopped")
@@ -557,7 +558,7 @@ class Trainer:
                 variable.assign(value)
         return start
 
-    def check_matches(self, path, meta, model_values, optimizer_values):
+    def check_matches(self, path, model_values, optimizer_values):
         model_vars, optimizer_vars = self.variables()
         shapes = [tuple(v.shape) for v in model_vars + optimizer_vars]
         stored = [tuple(v.shape) for v in model_values + optimizer_values]
@@ -588,7 +589,7 @@ class Trainer:
 
         dataset = self.pipeline.train_epochs(start, epochs)
         self.mark = time.perf_counter()
-        self.trained.fit(dataset, epochs=epochs, initial_epoch=start, steps_per_epoch=self.steps_per_epoch,
+        self.training_model.fit(dataset, epochs=epochs, initial_epoch=start, steps_per_epoch=self.steps_per_epoch,
                          validation_data=self.pipeline.validation(), callbacks=[Commit()], shuffle=False,
                          verbose=1 if self.tty else 0)
 

@@ -1,0 +1,378 @@
+"""`cnnbuild train`: real training on small real data (scikit-learn's digits, generated
+shapes), the run folder, resume after a real SIGKILL, NaN handling, the train: section."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnbuild import SpecError, load_spec, parse_spec, runfolder
+from cnnbuild.cli import main
+from cnnbuild.sections import Train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY = """\
+name: tiny
+input: [8, 8, 1]
+layers:
+  - conv: {filters: 8, kernel: 3, padding: same, activation: relu}
+  - flatten
+  - dropout: 0.1
+  - dense: {units: 10, activation: softmax}
+augment:
+  - translate: 0.1
+train:
+  epochs: 3
+  batch_size: 64
+"""
+
+
+def write_spec(tmp_path, text=TINY, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def train_cli(capsys, *args):
+    """`cnnbuild train …` in this process; returns (exit status, stdout, stderr)."""
+    status = main(["train", *map(str, args)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def history(folder):
+    with open(Path(folder) / runfolder.HISTORY, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def metrics(folder):
+    return json.loads((Path(folder) / runfolder.METRICS).read_text())
+
+
+# ── the train: section ────────────────────────────────────────────────────────────────────
+
+def test_defaults_are_keras_defaults_and_shorthands_expand():
+    spec = parse_spec("name: n\ninput: [8, 8, 1]\nlayers: [flatten]\n")
+    assert spec.train == Train() and spec.train.epochs == 1 and spec.train.batch_size == 32
+    assert spec.train.optimizer.name == "adam" and spec.train.optimizer.base_learning_rate == 0.001
+    spec = parse_spec("name: n\ninput: [8, 8, 1]\nlayers: [flatten]\ntrain:\n  optimizer: sgd\n  schedule: cosine\n"
+                      "  early_stopping: true\n  metrics: accuracy\n  jit_compile: false\n  learning_rate: 1\n"
+                      .replace("  learning_rate: 1\n", ""))
+    assert spec.train.optimizer.name == "sgd" and spec.train.optimizer.base_learning_rate == 0.01
+    assert spec.train.schedule.name == "cosine" and spec.train.early_stopping.patience == 5
+    assert spec.train.metrics == ("accuracy",) and spec.train.jit_compile is False
+
+
+@pytest.mark.parametrize("train, message", [
+    ("{epochs: 0}", r"t\.yaml:4:17: train\.epochs: 'epochs' must be >= 1, got 0"),
+    ("{batch_size: 1.5}", r"'batch_size' must be a whole number"),
+    ("{optimizer: adamm}", r"'name' must be one of sgd, adam, adamw, rmsprop; got 'adamm'\n  hint: did you mean 'adam'"),
+    ("{optimizer: {name: adam, momentum: 0.9}}", r"optimizer adam takes no 'momentum' \(it is for sgd and rmsprop\)"),
+    ("{optimizer: {name: sgd, learning_rate: -1}}", r"'learning_rate' must be > 0"),
+    ("{schedule: {name: cosine, every: 3}}", r"schedule cosine takes no 'every' \(it is for step\)"),
+    ("{epochs: 2, schedule: {name: warmup, warmup_epochs: 2}}", r"warmup_epochs 2 leaves no epoch after the warm-up"),
+    ("{mixed_precision: half}", r"'mixed_precision' must be one of auto, float32, bfloat16, float16"),
+    ("{strategy: horovod}", r"'strategy' must be one of auto, default, mirrored, multi_worker, tpu"),
+    ("{early_stopping: {monitor: val_acc}}", r"early_stopping monitors 'val_acc', which is not logged\n  hint: did you mean 'val_accuracy'"),
+    ("{label_smoothing: 1}", r"'label_smoothing' must be < 1"),
+    ("{loss: sparse_categorical_crossentropy, label_smoothing: 0.1}", r"label_smoothing needs one-hot labels"),
+    ("{metrics: [accuracy, f1]}", r"must be one of accuracy, mean_iou, top_5_accuracy"),
+    ("{devices: 2, strategy: default}", r"'devices' is for the mirrored strategy"),
+    ("{epoch: 3}", r"unknown argument 'epoch'\n  hint: did you mean 'epochs'"),
+])
+def test_bad_train_values_are_spec_errors_with_their_place(train, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(f"name: n\ninput: [8, 8, 1]\nlayers: [flatten]\ntrain: {train}\n", "t.yaml")
+
+
+def test_check_reports_section_errors_without_importing_tensorflow(tmp_path):
+    spec = write_spec(tmp_path, TINY.replace("  - translate: 0.1", "  - crop: {size: 12}").replace("epochs: 3", "epochs: -1"))
+    code = ("import sys; from cnnbuild.cli import main; status = main(['check', sys.argv[1]]); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; sys.exit(status)")
+    done = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 1, done.stderr
+    assert "tiny.yaml:9:11: augment[0].crop: size 12×12 is larger than the input 8×8" in done.stderr
+    assert "tiny.yaml:11:11: train.epochs: 'epochs' must be >= 1, got -1" in done.stderr
+
+
+def test_command_line_overrides_are_validated_like_the_file(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    status, _, err = train_cli(capsys, spec, "--set", "train.optimizer.name=adamm", "--epochs", "0")
+    assert status == 1
+    assert "--set:1:1: train.optimizer.name: 'name' must be one of sgd, adam" in err
+    assert "--epochs:1:1: train.epochs: 'epochs' must be >= 1, got 0" in err
+    status, _, err = train_cli(capsys, spec, "--data", "digts")
+    assert status == 1 and "--data:1:1: data.source: unknown data source 'digts'" in err
+    status, _, err = train_cli(capsys, spec, "--set", "augment.0.translate=2")
+    assert status == 1 and "'fraction' must be < 1" in err
+    assert "Traceback" not in err
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    status, _, err = train_cli(capsys, write_spec(tmp_path), "--out", tmp_path / "run", "--data", tmp_path / "none.npz")
+    assert status == 1 and f"{tmp_path / 'none.npz'}: no such file" in err and "Traceback" not in err
+
+
+# ── a run and its folder ──────────────────────────────────────────────────────────────────
+
+def test_a_run_writes_the_run_folder(tmp_path, capsys):
+    import keras
+
+    from cnnbuild import build_model
+    out = tmp_path / "run"
+    status, stdout, _ = train_cli(capsys, write_spec(tmp_path), "--out", out)
+    assert status == 0
+    for name in (runfolder.SPEC, runfolder.CLASSES, runfolder.HISTORY, runfolder.METRICS, runfolder.MODEL, runfolder.CURVES):
+        assert (out / name).is_file(), name
+    rows = history(out)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"} <= set(rows[0])
+    result = metrics(out)
+    assert result["val_accuracy"] == pytest.approx(float(rows[-1]["val_accuracy"]))
+    assert result["images_per_second"] > 0 and result["wall_time_seconds"] > 0 and result["epochs"] == 3
+    assert json.loads((out / runfolder.CLASSES).read_text()) == [str(i) for i in range(10)]
+    assert [line.split()[1] for line in stdout.splitlines() if line.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
+    # the saved model is the spec's model, with no augmentation and no optimizer in it
+    saved = keras.saving.load_model(out / runfolder.MODEL, compile=False)
+    reference = build_model(load_spec(out / runfolder.SPEC))
+    assert [type(layer).__name__ for layer in saved.layers] == [type(layer).__name__ for layer in reference.layers]
+    assert getattr(saved, "optimizer", None) is None
+    x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(saved.predict(x, verbose=0), saved.predict(x, verbose=0))
+    from PIL import Image
+    assert Image.open(out / runfolder.CURVES).format == "PNG"
+
+
+def test_same_seed_same_weights_and_resume_equals_one_run(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    assert train_cli(capsys, spec, "--out", tmp_path / "a", "--epochs", "4")[0] == 0
+    assert train_cli(capsys, spec, "--out", tmp_path / "b", "--epochs", "4")[0] == 0
+    assert metrics(tmp_path / "a")["weights_sha256"] == metrics(tmp_path / "b")["weights_sha256"]
+    assert train_cli(capsys, spec, "--out", tmp_path / "c", "--epochs", "4", "--set", "train.seed=1")[0] == 0
+    assert metrics(tmp_path / "c")["weights_sha256"] != metrics(tmp_path / "a")["weights_sha256"]
+    # 2 epochs, then the same command with --epochs 4 continues: the same weights as one run of 4
+    assert train_cli(capsys, spec, "--out", tmp_path / "d", "--epochs", "2")[0] == 0
+    status, out, _ = train_cli(capsys, spec, "--out", tmp_path / "d", "--epochs", "4")
+    assert status == 0 and "resuming after epoch 2 of 4" in out
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("epoch ")] == ["3/4", "4/4"]
+    assert metrics(tmp_path / "d")["weights_sha256"] == metrics(tmp_path / "a")["weights_sha256"]
+    strip = (lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")} for r in rows])
+    assert strip(history(tmp_path / "d")) == strip(history(tmp_path / "a"))
+
+
+def test_a_kill_between_checkpoint_and_history_loses_nothing(tmp_path, capsys):
+    """The checkpoint is written first and holds the history: if history.csv lags behind it
+    (a kill between the two writes), the rerun restores the row and trains nothing again."""
+    spec, out = write_spec(tmp_path), tmp_path / "run"
+    assert train_cli(capsys, spec, "--out", out, "--epochs", "3")[0] == 0
+    complete = history(out)
+    text = (out / runfolder.HISTORY).read_text().splitlines()
+    (out / runfolder.HISTORY).write_text("\n".join(text[:-1]) + "\n")      # as if killed before the history write
+    for name in (runfolder.METRICS, runfolder.MODEL):
+        (out / name).unlink()
+    (out / runfolder.CHECKPOINTS / ".epoch-0004.npz.partial").write_bytes(b"half a write")
+    status, stdout, _ = train_cli(capsys, spec, "--out", out, "--epochs", "3")
+    assert status == 0 and "already complete (3 epochs)" in stdout and "epoch 3/3" not in stdout
+    assert history(out) == complete and (out / runfolder.MODEL).is_file()
+    assert not (out / runfolder.CHECKPOINTS / ".epoch-0004.npz.partial").exists()
+
+
+def test_a_checkpoint_with_nan_is_not_resumed(tmp_path, capsys):
+    spec, out = write_spec(tmp_path), tmp_path / "run"
+    assert train_cli(capsys, spec, "--out", out, "--epochs", "2")[0] == 0
+    path = runfolder.checkpoint_path(out, 2)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["model_00000"] = np.full_like(arrays["model_00000"], np.nan)
+    np.savez(path, **arrays)
+    status, stdout, _ = train_cli(capsys, spec, "--out", out, "--epochs", "3")
+    assert status == 0
+    assert "epoch-0002.npz holds NaN or infinite values; trying an older checkpoint" in stdout
+    assert "resuming after epoch 1 of 3" in stdout
+    assert [int(r["epoch"]) for r in history(out)] == [1, 2, 3]
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    spec, out = write_spec(tmp_path, TINY.replace("batch_size: 64", "batch_size: 64\n  optimizer: sgd")), tmp_path / "run"
+    assert train_cli(capsys, spec, "--out", out, "--epochs", "2")[0] == 0
+    status, _, err = train_cli(capsys, spec, "--out", out, "--epochs", "4", "--set", "train.optimizer.learning_rate=1e30")
+    assert status == 1 and "Traceback" not in err
+    assert "epoch 3: the loss became nan; training stopped and this epoch was not saved; the last good checkpoint " \
+           "(epoch 2) is kept" in err
+    assert "hint: lower train.optimizer.learning_rate (now 1e+30)" in err
+    assert runfolder.checkpoint_epochs(out)[0] == 2 and len(history(out)) == 2
+    # with a sane learning rate, the same command continues from epoch 2
+    status, stdout, _ = train_cli(capsys, spec, "--out", out, "--epochs", "4")
+    assert status == 0 and "resuming after epoch 2 of 4" in stdout and len(history(out)) == 4
+
+
+def test_a_folder_of_another_spec_is_refused(tmp_path, capsys):
+    spec, out = write_spec(tmp_path), tmp_path / "run"
+    assert train_cli(capsys, spec, "--out", out, "--epochs", "1")[0] == 0
+    other = write_spec(tmp_path, TINY.replace("filters: 8", "filters: 4"), "other.yaml")
+    status, _, err = train_cli(capsys, other, "--out", out)
+    assert status == 2 and "holds a run of a different spec ('layers' differs)" in err
+
+
+def test_early_stopping_and_restore_best(tmp_path, capsys):
+    text = TINY.replace("epochs: 3", "epochs: 10\n  early_stopping: {monitor: val_loss, patience: 2, min_delta: 0.5, "
+                        "restore_best: true}")
+    spec, out = write_spec(tmp_path, text), tmp_path / "run"
+    status, stdout, _ = train_cli(capsys, spec, "--out", out)
+    assert status == 0
+    result, losses = metrics(out), [float(r["val_loss"]) for r in history(out)]
+    best = 0                     # Keras's rule: an improvement is a drop of more than min_delta
+    for i, loss in enumerate(losses):
+        if loss < losses[best] - 0.5:
+            best = i
+    assert result["stopped"] == "early_stopping" and len(losses) == best + 1 + 2 < 10
+    assert result["restored_best_epoch"] == best + 1 and result["val_loss"] == pytest.approx(losses[best])
+    assert runfolder.checkpoint_path(out, best + 1).is_file()        # kept for restore_best
+    status, stdout, _ = train_cli(capsys, spec, "--out", out)
+    assert status == 0 and "already stopped early" in stdout
+
+
+@pytest.mark.parametrize("optimizer", ["{name: sgd, learning_rate: 0.1, momentum: 0.9, nesterov: true}", "adam",
+                                       "{name: adamw, weight_decay: 0.01}", "{name: rmsprop, rho: 0.8}"])
+def test_each_optimizer_learns(tmp_path, capsys, optimizer):
+    out = tmp_path / "run"
+    status, _, err = train_cli(capsys, write_spec(tmp_path), "--out", out, "--set", f"train.optimizer={optimizer}",
+                               "--set", "train.schedule={name: step, every: 1, factor: 0.5}", "--set", "augment=[]")
+    assert status == 0, err
+    rows = history(out)
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"]) and float(rows[-1]["val_accuracy"]) > 0.5
+    rates = [float(r["learning_rate"]) for r in rows]
+    assert rates[1] == pytest.approx(rates[0] / 2) and rates[2] == pytest.approx(rates[0] / 4)
+
+
+def test_schedules_follow_their_formulas():
+    import keras
+
+    from cnnbuild.train import make_schedule
+    section = parse_spec("name: n\ninput: [8, 8, 1]\nlayers: [flatten]\ntrain: {epochs: 10, optimizer: "
+                         "{name: adam, learning_rate: 0.1}, schedule: {name: cosine, warmup_epochs: 2, final: 0.1}}\n").train
+    rate = make_schedule(keras, section, steps_per_epoch=5, epochs=10)
+    assert float(rate(0)) == pytest.approx(0.1 / 10) and float(rate(4)) == pytest.approx(0.1 * 5 / 10)
+    assert float(rate(10)) == pytest.approx(0.1)                       # warm-up over, cosine starts at the base
+    assert float(rate(30)) == pytest.approx(0.1 * (0.1 + 0.9 * 0.5))   # half way
+    assert float(rate(50)) == pytest.approx(0.01)                      # the end: final × base
+
+
+def test_label_smoothing_metrics_and_a_sigmoid_output(tmp_path, capsys):
+    out = tmp_path / "run"
+    status, _, err = train_cli(capsys, write_spec(tmp_path), "--out", out, "--epochs", "2", "--set",
+                               "train.label_smoothing=0.1", "--set", "train.metrics=[accuracy, top_5_accuracy, mean_iou]",
+                               "--set", "augment=[mixup]")
+    assert status == 0, err
+    assert {"val_accuracy", "val_top_5_accuracy", "val_mean_iou"} <= set(metrics(out))
+    # two classes with one sigmoid output: binary cross-entropy, labels 0/1
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    keep = digits.target < 2
+    np.savez(tmp_path / "pair.npz", x=np.round(digits.images[keep] * 255 / 16).astype(np.uint8), y=digits.target[keep])
+    binary = TINY.replace("units: 10, activation: softmax", "units: 1, activation: sigmoid")
+    status, _, err = train_cli(capsys, write_spec(tmp_path, binary, "binary.yaml"), "--out", tmp_path / "binary",
+                               "--data", tmp_path / "pair.npz")
+    assert status == 0, err
+    assert metrics(tmp_path / "binary")["val_accuracy"] > 0.9
+
+
+def test_bfloat16_jit_steps_per_execution_and_device_augmentation(tmp_path, capsys):
+    import keras
+    out = tmp_path / "run"
+    status, _, err = train_cli(capsys, write_spec(tmp_path), "--out", out, "--epochs", "2",
+                               "--set", "train.mixed_precision=bfloat16", "--set", "train.jit_compile=false",
+                               "--set", "train.steps_per_execution=4", "--set", "train.augment_on=device")
+    assert status == 0, err
+    result = metrics(out)
+    assert result["mixed_precision"] == "mixed_bfloat16" and result["augment_on"] == "device"
+    assert keras.mixed_precision.global_policy().name == "float32"       # not left on for what follows
+    saved = keras.saving.load_model(out / runfolder.MODEL, compile=False)
+    assert all(layer.dtype_policy.name == "float32" for layer in saved.layers)
+    assert saved.name == "tiny"                                             # the model, not the training wrapper
+
+
+# ── end to end, in their own processes ────────────────────────────────────────────────────
+
+@pytest.mark.slow
+def test_lenet5_reaches_97_percent_on_the_digits_with_a_log_of_one_line_per_epoch(tmp_path):
+    """The acceptance run: `cnnbuild train specs/lenet5.yaml` as a user types it, output piped."""
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "cnnbuild.cli", "train", str(ROOT / "specs" / "lenet5.yaml"),
+                           "--out", str(tmp_path / "lenet5")], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    seconds = time.time() - started
+    assert done.returncode == 0, done.stderr
+    result = metrics(tmp_path / "lenet5")
+    assert result["val_accuracy"] >= 0.97
+    assert seconds < 180
+    assert "\r" not in done.stdout
+    epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == result["epochs"] == len(history(tmp_path / "lenet5"))
+
+
+def _popen_train(spec, out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "cnnbuild.cli", "train", str(spec), "--out", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_loses_no_epoch_and_trains_none_twice(tmp_path, capsys):
+    text = TINY.replace("input: [8, 8, 1]", "input: [16, 16, 1]").replace("epochs: 3", "epochs: 10")
+    spec = write_spec(tmp_path, text)
+    assert train_cli(capsys, spec, "--out", tmp_path / "straight")[0] == 0     # the uninterrupted reference
+    out = tmp_path / "run"
+    printed = []
+    for rows_before_kill, delay in ((1, 0.0), (4, 0.07), (6, 0.19)):
+        process = _popen_train(spec, out)
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            if (out / runfolder.HISTORY).is_file() and len(history(out)) >= rows_before_kill:
+                break
+            time.sleep(0.005)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        stdout, _ = process.communicate()
+        printed += [line.split()[1] for line in stdout.splitlines() if line.startswith("epoch ")]
+    process = _popen_train(spec, out)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    printed += [line.split()[1] for line in stdout.splitlines() if line.startswith("epoch ")]
+    assert len(printed) == len(set(printed)), f"an epoch was trained twice: {printed}"
+    assert [int(r["epoch"]) for r in history(out)] == list(range(1, 11))
+    assert metrics(out)["weights_sha256"] == metrics(tmp_path / "straight")["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_unet_learns_shapes_masks_well_above_chance(tmp_path, capsys):
+    import keras
+
+    from cnnbuild.data import generate_shapes
+    from cnnbuild.preprocess import preprocess
+    out = tmp_path / "unet"
+    status, _, err = train_cli(capsys, ROOT / "specs" / "unet.yaml", "--out", out, "--data", "shapes",
+                               "--set", "input=[32, 32, 3]", "--set", "data.samples=600", "--epochs", "8",
+                               "--set", "train.batch_size=16", "--set", "train.optimizer={name: adam, learning_rate: 0.002}")
+    assert status == 0, err
+    # judged on new images, with numpy, against the best constant guess (all background)
+    images, _, masks = generate_shapes(120, 32, 32, 3, seed=2024)
+    model = keras.saving.load_model(out / runfolder.MODEL, compile=False)
+    predicted = model.predict(preprocess(images, (32, 32, 3)), verbose=0).argmax(-1)
+
+    def mean_iou(guess):
+        ious = [np.logical_and(guess == c, masks == c).sum() / max(np.logical_or(guess == c, masks == c).sum(), 1)
+                for c in range(4)]
+        return float(np.mean(ious))
+    chance = mean_iou(np.zeros_like(masks))
+    assert chance < 0.25 and mean_iou(predicted) > 0.5, (mean_iou(predicted), chance)
+    assert metrics(out)["val_mean_iou"] > 0.5
