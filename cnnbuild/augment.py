@@ -42,10 +42,12 @@ def make_augment(ops, input_shape, task, label_shape=()):
 
     def augment(images, labels, seed):
         seed = tf.cast(seed, tf.int64)
+        static = [None, height, width, images.shape[-1]]
         for index, (step, op) in enumerate(steps):
             op_seed = tf.random.experimental.stateless_fold_in(seed, index)
-            images, labels = step(tf, op, images, labels, op_seed, segmentation)
-        return images, labels
+            # each step keeps the size; saying so keeps the static shape in a tf.data graph
+            images, labels = step(tf, op, tf.ensure_shape(images, static), labels, op_seed, segmentation)
+        return tf.ensure_shape(images, static), labels
     return augment
 
 

@@ -76,7 +76,13 @@ class _Builder:
 
 def _freeze(out, ins):
     """Mark every Keras layer between `ins` and `out` as not trainable."""
-    seen = set()
+    for layer in layers_between(out, ins).values():
+        layer.trainable = False
+
+
+def layers_between(out, ins) -> dict:
+    """The Keras layers between input tensors `ins` and `out`, by name."""
+    found, seen = {}, set()
     stop = {id(t) for t in ins}
     stack = [out]
     while stack:
@@ -88,6 +94,6 @@ def _freeze(out, ins):
         if history is None:
             continue
         layer = history.operation
-        layer.trainable = False
-        node = layer._inbound_nodes[history.node_index]
-        stack.extend(node.input_tensors)
+        found[layer.name] = layer
+        stack.extend(layer._inbound_nodes[history.node_index].input_tensors)
+    return found

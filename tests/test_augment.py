@@ -53,6 +53,17 @@ def test_each_augmentation_changes_images_reproducibly(kind):
     np.testing.assert_allclose(out_labels.numpy().sum(axis=1), 1.0, rtol=1e-5)   # still a distribution
 
 
+def test_all_augmentations_chained_in_a_tf_data_graph():
+    """As the pipeline runs them: in a tf.data map (graph mode), one after another."""
+    images, labels, masks = batch(n=16)
+    chain = ops("\n  ".join(EXAMPLES[kind] for kind in sorted(EXAMPLES)))
+    augment = make_augment(chain, (24, 24, 3), "segmentation", (24, 24))
+    data = tf.data.Dataset.from_tensor_slices((images, tf.one_hot(masks, 4))).batch(8).enumerate()
+    data = data.map(lambda i, b: augment(b[0], b[1], tf.stack([tf.constant(1, tf.int64), i])))
+    for out, out_masks in data:
+        assert out.shape == (8, 24, 24, 3) and out_masks.shape == (8, 24, 24, 4)
+
+
 def test_flip_mirrors_exactly():
     images, labels, _ = batch()
     out, _ = make_augment(ops("- flip"), (24, 24, 3), "classification")(images, labels, tf.constant([0, 0], tf.int64))

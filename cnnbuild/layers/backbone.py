@@ -331,7 +331,8 @@ class Backbone(Kind):
         from ..spec import load_spec
         source = build_model(load_spec(Path(self.folder, self.spec)))
         _load_weights(source, weights, self.weights)
-        targets = _layers_between(out, ins)
+        from ..build import layers_between
+        targets = layers_between(out, ins)
         prefix = f"{ctx.name}_"
         copied = 0
         for layer in source.layers:
@@ -391,21 +392,3 @@ def _load_weights(model, path: Path, written: str):
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"backbone weights {written}: cannot load into {model.name}: {message[:300]}") from None
 
-
-def _layers_between(out, ins) -> dict:
-    """The Keras layers between input tensors `ins` and `out`, by name."""
-    found, seen = {}, set()
-    stop = {id(t) for t in ins}
-    stack = [out]
-    while stack:
-        tensor = stack.pop()
-        if id(tensor) in stop or id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        history = getattr(tensor, "_keras_history", None)
-        if history is None:
-            continue
-        layer = history.operation
-        found[layer.name] = layer
-        stack.extend(layer._inbound_nodes[history.node_index].input_tensors)
-    return found
