@@ -97,9 +97,10 @@ def cnnbuild(seed, epochs) -> dict:
 
 def _summary(rows) -> dict:
     """rows: (val_accuracy, seconds since fit started, images/second) per epoch."""
-    reached = next((elapsed for accuracy, elapsed, _ in rows if accuracy >= TARGET), None)
+    reached = next(((epoch, elapsed) for epoch, (accuracy, elapsed, _) in enumerate(rows, 1) if accuracy >= TARGET),
+                   (None, None))
     rates = [rate for _, _, rate in rows[1:]] or [rows[0][2]]
-    return {"images_per_second": statistics.median(rates), "time_to_target": reached,
+    return {"images_per_second": statistics.median(rates), "epoch_of_target": reached[0], "time_to_target": reached[1],
             "final_val_accuracy": rows[-1][0]}
 
 
@@ -119,7 +120,8 @@ def main(argv=None):
                 (("cnnbuild", cnnbuild), ("keras", hand_written)):
             result = run(seed, args.epochs)
             results[side].append(result)
-            reached = "—" if result["time_to_target"] is None else f"{result['time_to_target']:.2f}s"
+            reached = "—" if result["time_to_target"] is None else \
+                f"{result['time_to_target']:.2f}s (epoch {result['epoch_of_target']})"
             print(f"run {seed + 1}/{args.runs} {side:8s}: {result['images_per_second']:8,.0f} img/s, "
                   f"{TARGET:.0%} after {reached}, final val_accuracy {result['final_val_accuracy']:.4f}", flush=True)
     medians = {}

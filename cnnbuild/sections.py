@@ -472,7 +472,8 @@ class Train:
       early_stopping: true, or a mapping (monitor, patience, …); default off.
       mixed_precision: auto (16-bit on GPU and TPU, float32 on CPU), float32, bfloat16, float16.
       jit_compile: XLA compilation: auto (default, as Keras), true, false.
-      steps_per_execution: training steps run per call into TensorFlow (default 1).
+      steps_per_execution: training steps run per call into TensorFlow (default 1; the
+        multi_worker loop runs one step per call).
       strategy: auto (TPU when one is found, mirrored over several GPUs, multi_worker when
         TF_CONFIG names several workers, else default), default, mirrored, multi_worker, tpu.
       devices: replicas for mirrored (default: every GPU; without a GPU the CPU is split into

@@ -800,7 +800,7 @@ class Trainer:
         self.plot()
         runfolder.write_json(self.folder / runfolder.METRICS, metrics)   # last: its presence means finished
         summary = "  ".join(f"{k} {metrics[k]:.4f}" for k in metrics if k.startswith("val_") and isinstance(metrics[k], float))
-        self.say(f"done: {metrics['epochs']} epochs, {summary or 'loss ' + format(metrics['loss'], '.4f')}, "
+        self.say(f"done: {metrics['epochs']} epoch{'s' if metrics['epochs'] != 1 else ''}, {summary or 'loss ' + format(metrics['loss'], '.4f')}, "
                  f"{metrics['training_seconds']:.1f}s training, {metrics['images_per_second'] or 0:,.0f} img/s → "
                  f"{self.folder / runfolder.MODEL}")
         return metrics

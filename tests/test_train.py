@@ -152,6 +152,21 @@ def test_a_run_writes_the_run_folder(tmp_path, capsys):
     assert Image.open(out / runfolder.CURVES).format == "PNG"
 
 
+def test_on_a_terminal_progress_is_keras_s_bar(tmp_path, capsys):
+    import io
+
+    from cnnbuild.train import train
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    terminal = Terminal()
+    train(write_spec(tmp_path), out=tmp_path / "run", overrides=[], stdout=terminal)
+    bar = capsys.readouterr().out                    # Keras writes its bar to sys.stdout
+    assert "Epoch 1/3" in bar and "Epoch 3/3" in bar and "val_accuracy" in bar
+    assert not any(line.startswith("epoch ") for line in terminal.getvalue().splitlines())
+
+
 def test_same_seed_same_weights_and_resume_equals_one_run(tmp_path, capsys):
     spec = write_spec(tmp_path)
     assert train_cli(capsys, spec, "--out", tmp_path / "a", "--epochs", "4")[0] == 0
