@@ -1,4 +1,13 @@
-"""Augmentation of training batches: the `augment:` list turned into one TensorFlow function.
+"""Augmentation of training batches: each kind of the `augment:` list, defined once.
+
+Every augmentation is one frozen dataclass in this module: its fields are its YAML arguments
+(parsed and checked by sections.py, like a layer kind's), `check` refuses what cannot apply
+to the spec's input (so `cnnbuild check` reports it with file:line:column), and `apply` is
+its TensorFlow implementation. `@augmentation("name")` registers it in AUGMENTATIONS, the
+one registry sections.py reads; a class without `apply` is refused when this module is
+imported, not in the middle of a training run. TensorFlow is imported inside `make_augment`
+and handed to `apply`, as the layer kinds get Keras from their build context, so importing
+this module (and `cnnbuild check`) stays free of TensorFlow.
 
     augment = make_augment(spec.augment, input_shape, task)
     images, labels = augment(images, labels, seed)     # a batch; seed: int64 [2]
@@ -16,9 +25,69 @@ prediction, or the saved model.
 """
 from __future__ import annotations
 
+import abc
 import math
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal, Optional
 
-from .sections import Brightness, Contrast, Crop, Cutmix, Cutout, Flip, Mixup, Rotate, Translate, Zoom
+from .errors import Invalid
+from .fields import NonNegativeInt, Pair, PositiveFloat, PositiveInt, Range
+
+UnitFloat = Annotated[float, Range(0, 1, low_open=True)]                       # 0 < x <= 1
+OpenUnitFloat = Annotated[float, Range(0, 1, low_open=True, high_open=True)]   # 0 < x < 1
+FillMode = Literal["reflect", "constant", "nearest", "wrap"]
+
+AUGMENTATIONS: dict[str, type] = {}
+
+
+def augmentation(name: str):
+    """Register an augmentation kind by name, as `register` does for layer kinds."""
+    def add(cls):
+        if name in AUGMENTATIONS:
+            raise ValueError(f"augmentation '{name}' is registered twice")
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        if missing:
+            raise TypeError(f"augmentation '{name}' ({cls.__name__}) does not implement {', '.join(missing)}(): write "
+                            "its TensorFlow step beside its dataclass")
+        cls.kind = name
+        AUGMENTATIONS[name] = cls
+        return cls
+    return add
+
+
+class Augmentation(abc.ABC):
+    kind: ClassVar[str] = ""
+    main: ClassVar[Optional[str]] = None   # the argument a bare scalar stands for (`rotate: 15`)
+    geometric: ClassVar[bool] = False      # moves pixels: masks move with the image
+    mixes: ClassVar[bool] = False          # blends two images, and so their labels
+
+    def check(self, input_shape) -> None:
+        """Raise Invalid when the augmentation cannot apply to images of `input_shape`."""
+
+    @abc.abstractmethod
+    def apply(self, tf, images, labels, seed, segmentation):
+        """One step on a batch: float images [B, H, W, C] in 0…1 and their labels (class
+        numbers, one-hot rows, or masks) → the same shapes. `seed` (int64 [2]) keys every
+        random choice; `tf` is TensorFlow, imported by make_augment."""
+
+
+class Affine(Augmentation):
+    """rotate, translate, zoom: one projective transform per image (from `transforms`),
+    bilinear for images and nearest for masks, with the kind's `fill` outside the image."""
+
+    geometric: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def transforms(self, tf, seed, n, height, width):
+        """[n, 8] rows (a0 a1 a2 b0 b1 b2 0 0) mapping each output pixel (x, y) to the input
+        pixel ((a0 x + a1 y + a2), (b0 x + b1 y + b2)) it samples; height and width are floats."""
+
+    def apply(self, tf, images, labels, seed, segmentation):
+        height, width = _sizes(tf, images)
+        transforms = self.transforms(tf, seed, _batch(tf, images), height, width)
+        return _both(tf, images, labels, segmentation,
+                     lambda x: _transform(tf, x, transforms, "BILINEAR", self.fill),
+                     lambda m: _transform(tf, m, transforms, "NEAREST", self.fill))
 
 
 def needs_dense_labels(ops) -> bool:
@@ -38,15 +107,14 @@ def make_augment(ops, input_shape, task, label_shape=()):
         raise UsageError(f"geometric augmentation (flip, rotate, translate, zoom, crop) moves masks with their images, "
                          f"so the model's output ({label_shape[0]}×{label_shape[1]}) must have the input's size "
                          f"({height}×{width})")
-    steps = [(_STEPS[type(op)], op) for op in ops]
 
     def augment(images, labels, seed):
         seed = tf.cast(seed, tf.int64)
         static = [None, height, width, images.shape[-1]]
-        for index, (step, op) in enumerate(steps):
+        for index, op in enumerate(ops):
             op_seed = tf.random.experimental.stateless_fold_in(seed, index)
             # each step keeps the size; saying so keeps the static shape in a tf.data graph
-            images, labels = step(tf, op, tf.ensure_shape(images, static), labels, op_seed, segmentation)
+            images, labels = op.apply(tf, tf.ensure_shape(images, static), labels, op_seed, segmentation)
         return tf.ensure_shape(images, static), labels
     return augment
 
@@ -86,12 +154,6 @@ def _transform(tf, images, transforms, interpolation, fill):
         fill_value=tf.constant(0.0, tf.float32), interpolation=interpolation, fill_mode=fill.upper())
 
 
-def _affine(tf, images, labels, segmentation, transforms, fill):
-    return _both(tf, images, labels, segmentation,
-                 lambda x: _transform(tf, x, transforms, "BILINEAR", fill),
-                 lambda m: _transform(tf, m, transforms, "NEAREST", fill))
-
-
 def _sizes(tf, images):
     shape = tf.shape(images)
     return tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
@@ -122,123 +184,268 @@ def _box_masks(tf, images, seed, box_h, box_w):
     return tf.cast(tf.logical_and(in_rows[:, :, None], in_cols[:, None, :]), tf.float32)[..., None]
 
 
-# ── the augmentations, one function each ───────────────────────────────────────────────────
+# ── the augmentations: arguments, check and TensorFlow step, side by side ──────────────────
 
-def _flip(tf, op: Flip, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    axes = {"horizontal": [2], "vertical": [1], "both": [2, 1]}[op.mode]
-    for part, axis in enumerate(axes):
-        coin = _uniform(tf, seed, [n], 0.0, 1.0, part) < 0.5
+@augmentation("flip")
+@dataclass(frozen=True)
+class Flip(Augmentation):
+    """Mirror each image with probability ½.
 
-        def flip(x, axis=axis, coin=coin):
-            return tf.where(tf.reshape(coin, [-1] + [1] * (len(x.shape) - 1)), tf.reverse(x, [axis]), x)
-        images = flip(images)
+    Attributes:
+      mode: horizontal (left ↔ right, default), vertical (top ↔ bottom), or both.
+    """
+
+    mode: Literal["horizontal", "vertical", "both"] = "horizontal"
+    main: ClassVar[str] = "mode"
+    geometric: ClassVar[bool] = True
+
+    def apply(self, tf, images, labels, seed, segmentation):
+        n = _batch(tf, images)
+        axes = {"horizontal": [2], "vertical": [1], "both": [2, 1]}[self.mode]
+        for part, axis in enumerate(axes):
+            coin = _uniform(tf, seed, [n], 0.0, 1.0, part) < 0.5
+
+            def flip(x, axis=axis, coin=coin):
+                return tf.where(tf.reshape(coin, [-1] + [1] * (len(x.shape) - 1)), tf.reverse(x, [axis]), x)
+            images = flip(images)
+            if segmentation:
+                labels = flip(labels)
+        return images, labels
+
+
+@augmentation("rotate")
+@dataclass(frozen=True)
+class Rotate(Affine):
+    """Rotate each image by a random angle in [−degrees, +degrees].
+
+    Attributes:
+      degrees: the largest rotation, in degrees (0 < degrees <= 180).
+      fill: how to fill pixels coming from outside: reflect (default, as Keras), constant
+        (zeros), nearest, wrap.
+    """
+
+    degrees: Annotated[float, Range(0, 180, low_open=True)]
+    fill: FillMode = "reflect"
+    main: ClassVar[str] = "degrees"
+
+    def transforms(self, tf, seed, n, height, width):
+        angle = _uniform(tf, seed, [n], -self.degrees, self.degrees) * (math.pi / 180)
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
+        y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
+        zero = tf.zeros_like(cos)
+        return tf.stack([cos, -sin, x_offset, sin, cos, y_offset, zero, zero], axis=1)
+
+
+@augmentation("translate")
+@dataclass(frozen=True)
+class Translate(Affine):
+    """Shift each image by a random fraction of its height and width.
+
+    Attributes:
+      fraction: the largest shift as a fraction of the size (0.1: up to 10% either way).
+      fill: reflect (default), constant, nearest, wrap.
+    """
+
+    fraction: OpenUnitFloat
+    fill: FillMode = "reflect"
+    main: ClassVar[str] = "fraction"
+
+    def transforms(self, tf, seed, n, height, width):
+        dy = _uniform(tf, seed, [n], -self.fraction, self.fraction, 0) * height
+        dx = _uniform(tf, seed, [n], -self.fraction, self.fraction, 1) * width
+        one, zero = tf.ones_like(dx), tf.zeros_like(dx)
+        return tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
+
+
+@augmentation("zoom")
+@dataclass(frozen=True)
+class Zoom(Affine):
+    """Scale each image by a random factor in [1 − fraction, 1 + fraction] about its centre.
+
+    Attributes:
+      fraction: the largest relative change of size (0.2: 80% to 120%).
+      fill: reflect (default), constant, nearest, wrap.
+    """
+
+    fraction: OpenUnitFloat
+    fill: FillMode = "reflect"
+    main: ClassVar[str] = "fraction"
+
+    def transforms(self, tf, seed, n, height, width):
+        scale = 1.0 / _uniform(tf, seed, [n], 1 - self.fraction, 1 + self.fraction)   # >1 zooms in
+        cy, cx = (height - 1) / 2, (width - 1) / 2
+        zero = tf.zeros_like(scale)
+        return tf.stack([scale, zero, cx - cx * scale, zero, scale, cy - cy * scale, zero, zero], axis=1)
+
+
+@augmentation("crop")
+@dataclass(frozen=True)
+class Crop(Augmentation):
+    """Pad-and-crop: pad each side by `padding`, cut a random `size` window, and resize it back
+    to the input size when it is smaller (CIFAR's 4-pixel pad-and-crop is `crop: 4`).
+
+    Attributes:
+      padding: pixels added on every side (zeros) before cropping (default 0).
+      size: the crop's [height, width] (or one number), at most the padded input; default:
+        the input size.
+    """
+
+    padding: NonNegativeInt = 0
+    size: Optional[Pair] = None
+    main: ClassVar[str] = "padding"
+    geometric: ClassVar[bool] = True
+
+    def check(self, input_shape):
+        height, width = input_shape[0], input_shape[1]
+        size = self.size or (height, width)
+        room = (height + 2 * self.padding, width + 2 * self.padding)
+        if size[0] > room[0] or size[1] > room[1]:
+            padded = f" padded by {self.padding} on each side ({room[0]}×{room[1]})" if self.padding else ""
+            raise Invalid(f"size {size[0]}×{size[1]} is larger than the input {height}×{width}{padded}",
+                          f"use size: [{min(size[0], room[0])}, {min(size[1], room[1])}] or less, or padding: "
+                          f"{max((size[0] - height + 1) // 2, (size[1] - width + 1) // 2)}")
+        if size == (height, width) and self.padding == 0:
+            raise Invalid(f"cropping the whole {height}×{width} input without padding changes nothing",
+                          "give padding (e.g. crop: 4) or a smaller size")
+
+    def apply(self, tf, images, labels, seed, segmentation):
+        n = _batch(tf, images)
+        height, width = int(images.shape[1]), int(images.shape[2])
+        crop_h, crop_w = self.size or (height, width)
+        pad = self.padding
+        padded_h, padded_w = height + 2 * pad, width + 2 * pad
+        oy = tf.floor(_uniform(tf, seed, [n], 0.0, 1.0, 0) * (padded_h - crop_h + 1))
+        ox = tf.floor(_uniform(tf, seed, [n], 0.0, 1.0, 1) * (padded_w - crop_w + 1))
+        # crop_and_resize samples box corners at pixel centres: a box of crop_h rows starting at
+        # row oy is [oy, oy + crop_h − 1] / (padded_h − 1) in its normalised coordinates.
+        boxes = tf.stack([oy / max(padded_h - 1, 1), ox / max(padded_w - 1, 1),
+                          (oy + crop_h - 1) / max(padded_h - 1, 1), (ox + crop_w - 1) / max(padded_w - 1, 1)], axis=1)
+        index = tf.range(n)
+
+        def cut(x, method):
+            x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) if pad else x
+            return tf.image.crop_and_resize(x, boxes, index, (height, width), method=method)
+        return _both(tf, images, labels, segmentation, lambda x: cut(x, "bilinear"), lambda m: cut(m, "nearest"))
+
+
+@augmentation("contrast")
+@dataclass(frozen=True)
+class Contrast(Augmentation):
+    """Scale each image's contrast by a random factor in [1 − factor, 1 + factor].
+
+    Attributes:
+      factor: the largest relative change (0 < factor <= 1).
+    """
+
+    factor: UnitFloat
+    main: ClassVar[str] = "factor"
+
+    def apply(self, tf, images, labels, seed, segmentation):
+        n = _batch(tf, images)
+        factor = tf.reshape(_uniform(tf, seed, [n], 1 - self.factor, 1 + self.factor), [-1, 1, 1, 1])
+        mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+        return tf.clip_by_value((images - mean) * factor + mean, 0.0, 1.0), labels
+
+
+@augmentation("brightness")
+@dataclass(frozen=True)
+class Brightness(Augmentation):
+    """Add a random offset in [−delta, +delta] to every pixel (images are 0…1 here).
+
+    Attributes:
+      delta: the largest offset, as a fraction of the value range (0 < delta <= 1).
+    """
+
+    delta: UnitFloat
+    main: ClassVar[str] = "delta"
+
+    def apply(self, tf, images, labels, seed, segmentation):
+        n = _batch(tf, images)
+        delta = tf.reshape(_uniform(tf, seed, [n], -self.delta, self.delta), [-1, 1, 1, 1])
+        return tf.clip_by_value(images + delta, 0.0, 1.0), labels
+
+
+@augmentation("cutout")
+@dataclass(frozen=True)
+class Cutout(Augmentation):
+    """Blank `count` random rectangles of `size` pixels in each image (DeVries & Taylor 2017).
+
+    Attributes:
+      size: the rectangle's [height, width] in pixels (or one number).
+      count: how many rectangles per image (default 1).
+    """
+
+    size: Pair
+    count: PositiveInt = 1
+    main: ClassVar[str] = "size"
+
+    def check(self, input_shape):
+        if self.size[0] > input_shape[0] or self.size[1] > input_shape[1]:
+            raise Invalid(f"size {self.size[0]}×{self.size[1]} is larger than the input "
+                          f"{input_shape[0]}×{input_shape[1]}",
+                          f"use size: [{min(self.size[0], input_shape[0])}, {min(self.size[1], input_shape[1])}] or less")
+
+    def apply(self, tf, images, labels, seed, segmentation):
+        n = _batch(tf, images)
+        keep = tf.ones_like(images[..., :1])
+        for part in range(self.count):
+            box = _box_masks(tf, images, tf.random.experimental.stateless_fold_in(seed, part),
+                             tf.fill([n], float(self.size[0])), tf.fill([n], float(self.size[1])))
+            keep = keep * (1.0 - box)
+        return images * keep, labels
+
+
+@augmentation("mixup")
+@dataclass(frozen=True)
+class Mixup(Augmentation):
+    """Blend pairs of images and their labels with a weight drawn from Beta(alpha, alpha)
+    (Zhang et al. 2018).
+
+    Attributes:
+      alpha: the Beta distribution's parameter (default 0.2; small values mix little).
+    """
+
+    alpha: PositiveFloat = 0.2
+    main: ClassVar[str] = "alpha"
+    mixes: ClassVar[bool] = True
+
+    def apply(self, tf, images, labels, seed, segmentation):
+        n = _batch(tf, images)
+        weight = _beta(tf, seed, [n], self.alpha)
+        partner = _partners(tf, seed, n)
+        w_images = tf.reshape(weight, [-1, 1, 1, 1])
+        images = w_images * images + (1 - w_images) * tf.gather(images, partner)
+        w_labels = tf.reshape(weight, [-1] + [1] * (len(labels.shape) - 1))
+        labels = w_labels * labels + (1 - w_labels) * tf.gather(labels, partner)
+        return images, labels
+
+
+@augmentation("cutmix")
+@dataclass(frozen=True)
+class Cutmix(Augmentation):
+    """Paste a random rectangle of another image; labels mix by area (Yun et al. 2019);
+    for segmentation the mask's rectangle is pasted too.
+
+    Attributes:
+      alpha: the Beta distribution's parameter for the pasted area (default 1.0).
+    """
+
+    alpha: PositiveFloat = 1.0
+    main: ClassVar[str] = "alpha"
+    mixes: ClassVar[bool] = True
+
+    def apply(self, tf, images, labels, seed, segmentation):
+        n = _batch(tf, images)
+        height, width = _sizes(tf, images)
+        cut = tf.sqrt(1.0 - _beta(tf, seed, [n], self.alpha))          # the pasted box's side, as a fraction
+        box = _box_masks(tf, images, seed, cut * height, cut * width)
+        partner = _partners(tf, seed, n)
+        images = box * tf.gather(images, partner) + (1 - box) * images
         if segmentation:
-            labels = flip(labels)
-    return images, labels
-
-
-def _rotate(tf, op: Rotate, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    height, width = _sizes(tf, images)
-    angle = _uniform(tf, seed, [n], -op.degrees, op.degrees) * (math.pi / 180)
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
-    y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
-    zero = tf.zeros_like(cos)
-    transforms = tf.stack([cos, -sin, x_offset, sin, cos, y_offset, zero, zero], axis=1)
-    return _affine(tf, images, labels, segmentation, transforms, op.fill)
-
-
-def _translate(tf, op: Translate, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    height, width = _sizes(tf, images)
-    dy = _uniform(tf, seed, [n], -op.fraction, op.fraction, 0) * height
-    dx = _uniform(tf, seed, [n], -op.fraction, op.fraction, 1) * width
-    one, zero = tf.ones_like(dx), tf.zeros_like(dx)
-    transforms = tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
-    return _affine(tf, images, labels, segmentation, transforms, op.fill)
-
-
-def _zoom(tf, op: Zoom, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    height, width = _sizes(tf, images)
-    scale = 1.0 / _uniform(tf, seed, [n], 1 - op.fraction, 1 + op.fraction)   # >1 zooms in
-    cy, cx = (height - 1) / 2, (width - 1) / 2
-    zero = tf.zeros_like(scale)
-    transforms = tf.stack([scale, zero, cx - cx * scale, zero, scale, cy - cy * scale, zero, zero], axis=1)
-    return _affine(tf, images, labels, segmentation, transforms, op.fill)
-
-
-def _crop(tf, op: Crop, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    height, width = int(images.shape[1]), int(images.shape[2])
-    crop_h, crop_w = op.size or (height, width)
-    pad = op.padding
-    padded_h, padded_w = height + 2 * pad, width + 2 * pad
-    oy = tf.floor(_uniform(tf, seed, [n], 0.0, 1.0, 0) * (padded_h - crop_h + 1))
-    ox = tf.floor(_uniform(tf, seed, [n], 0.0, 1.0, 1) * (padded_w - crop_w + 1))
-    # crop_and_resize samples box corners at pixel centres: a box of crop_h rows starting at
-    # row oy is [oy, oy + crop_h − 1] / (padded_h − 1) in its normalised coordinates.
-    boxes = tf.stack([oy / max(padded_h - 1, 1), ox / max(padded_w - 1, 1),
-                      (oy + crop_h - 1) / max(padded_h - 1, 1), (ox + crop_w - 1) / max(padded_w - 1, 1)], axis=1)
-    index = tf.range(n)
-
-    def cut(x, method):
-        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) if pad else x
-        return tf.image.crop_and_resize(x, boxes, index, (height, width), method=method)
-    return _both(tf, images, labels, segmentation, lambda x: cut(x, "bilinear"), lambda m: cut(m, "nearest"))
-
-
-def _contrast(tf, op: Contrast, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    factor = tf.reshape(_uniform(tf, seed, [n], 1 - op.factor, 1 + op.factor), [-1, 1, 1, 1])
-    mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
-    return tf.clip_by_value((images - mean) * factor + mean, 0.0, 1.0), labels
-
-
-def _brightness(tf, op: Brightness, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    delta = tf.reshape(_uniform(tf, seed, [n], -op.delta, op.delta), [-1, 1, 1, 1])
-    return tf.clip_by_value(images + delta, 0.0, 1.0), labels
-
-
-def _cutout(tf, op: Cutout, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    keep = tf.ones_like(images[..., :1])
-    for part in range(op.count):
-        box = _box_masks(tf, images, tf.random.experimental.stateless_fold_in(seed, part),
-                         tf.fill([n], float(op.size[0])), tf.fill([n], float(op.size[1])))
-        keep = keep * (1.0 - box)
-    return images * keep, labels
-
-
-def _mixup(tf, op: Mixup, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    weight = _beta(tf, seed, [n], op.alpha)
-    partner = _partners(tf, seed, n)
-    w_images = tf.reshape(weight, [-1, 1, 1, 1])
-    images = w_images * images + (1 - w_images) * tf.gather(images, partner)
-    w_labels = tf.reshape(weight, [-1] + [1] * (len(labels.shape) - 1))
-    labels = w_labels * labels + (1 - w_labels) * tf.gather(labels, partner)
-    return images, labels
-
-
-def _cutmix(tf, op: Cutmix, images, labels, seed, segmentation):
-    n = _batch(tf, images)
-    height, width = _sizes(tf, images)
-    cut = tf.sqrt(1.0 - _beta(tf, seed, [n], op.alpha))          # the pasted box's side, as a fraction
-    box = _box_masks(tf, images, seed, cut * height, cut * width)
-    partner = _partners(tf, seed, n)
-    images = box * tf.gather(images, partner) + (1 - box) * images
-    if segmentation:
-        labels = box * tf.gather(labels, partner) + (1 - box) * labels
-    else:
-        pasted = tf.reduce_mean(box, axis=[1, 2, 3])                # the area actually pasted (clipped)
-        share = tf.reshape(pasted, [-1, 1])
-        labels = (1 - share) * labels + share * tf.gather(labels, partner)
-    return images, labels
-
-
-_STEPS = {Flip: _flip, Rotate: _rotate, Translate: _translate, Zoom: _zoom, Crop: _crop, Contrast: _contrast,
-          Brightness: _brightness, Cutout: _cutout, Mixup: _mixup, Cutmix: _cutmix}
+            labels = box * tf.gather(labels, partner) + (1 - box) * labels
+        else:
+            pasted = tf.reduce_mean(box, axis=[1, 2, 3])                # the area actually pasted (clipped)
+            share = tf.reshape(pasted, [-1, 1])
+            labels = (1 - share) * labels + share * tf.gather(labels, partner)
+        return images, labels

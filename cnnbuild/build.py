@@ -4,7 +4,12 @@ Keras is imported inside `build_model`, so importing this module is free.
 """
 from __future__ import annotations
 
+import math
+import os
+
 from .errors import SpecError
+
+SUMMARY_WIDTH = 120   # columns of Keras's summary: name, output shape and Param #, with room for long names
 
 
 def build_model(spec_or_path, report=None):
@@ -26,6 +31,50 @@ def build_model(spec_or_path, report=None):
     outputs = builder.run(spec.layers, inputs)
     model = keras.Model(inputs, outputs, name=spec.name)
     return model
+
+
+def keras_summary(model) -> str:
+    """Keras's `model.summary()` as text, every column of it. Keras draws the table with rich,
+    whose console takes its width from the terminal, or 80 columns in a pipe or a log, which
+    cuts off the Param # column whatever `line_length` says; rich reads COLUMNS when Keras makes
+    that console, so COLUMNS is set to the table's width for the call."""
+    printed = []
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(SUMMARY_WIDTH)
+    try:
+        model.summary(line_length=SUMMARY_WIDTH, print_fn=printed.append)
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
+    return "".join(printed).rstrip("\n")
+
+
+def differences(report, model) -> list[str]:
+    """Where a built model disagrees with the static report: its parameter counts (all,
+    trainable, non-trainable), its output shape, and each top-level layer's output shape."""
+    found = []
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
+    for what, static, built in (("parameters", report.params, model.count_params()),
+                                ("trainable parameters", report.trainable_params, trainable),
+                                ("non-trainable parameters", report.non_trainable_params, non_trainable)):
+        if static != built:
+            found.append(f"{what}: the check counts {static:,}, Keras {built:,}")
+    if tuple(model.output_shape[1:]) != tuple(report.output):
+        found.append(f"output: the check gives {list(report.output)}, Keras {list(model.output_shape[1:])}")
+    names = {layer.name for layer in model.layers}
+    for row in report.rows:
+        if row.depth != 0:
+            continue
+        if row.name not in names:
+            found.append(f"layer '{row.name}': no Keras layer of that name")
+            continue
+        built = tuple(model.get_layer(row.name).output.shape[1:])
+        if built != tuple(row.output):
+            found.append(f"layer '{row.name}': the check gives {list(row.output)}, Keras {list(built)}")
+    return found
 
 
 class _Builder:
@@ -72,6 +121,41 @@ class _Builder:
             self.env[layer.name] = (layer, ins, out)
             prev = out
         return prev
+
+
+PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
+PASS_THROUGH = ("Identity",)     # layers that hand their input on unchanged (composites end in one)
+
+
+def ends_in_probabilities(model) -> bool:
+    """Does a built model output probabilities (softmax or sigmoid) rather than logits?
+
+    Decided from the Keras graph, not from the spec's last entry, which may be a block use,
+    a composite or a backbone with its top: the output is followed back through layers that
+    pass it on unchanged (Identity, a linear Activation) and through nested models, to the
+    layer that made it — a Softmax layer, or any layer (Activation, Dense, a convolution)
+    whose activation is softmax or sigmoid. Training chooses `from_logits` by it, and export
+    adds a softmax only when it is False.
+    """
+    import keras
+    tensor = model.outputs[0]
+    while True:
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            return False
+        layer = history.operation
+        if isinstance(layer, keras.Model):              # a model used as a layer: look inside
+            tensor = layer.outputs[history.tensor_index]
+            continue
+        if isinstance(layer, keras.layers.Softmax):
+            return True
+        activation = getattr(layer, "activation", None)
+        name = getattr(activation, "__name__", None) or (activation if isinstance(activation, str) else None)
+        if name in PROBABILITY_ACTIVATIONS:
+            return True
+        if not (type(layer).__name__ in PASS_THROUGH or (isinstance(layer, keras.layers.Activation) and name == "linear")):
+            return False
+        tensor = layer._inbound_nodes[history.node_index].input_tensors[0]
 
 
 def _freeze(out, ins):

@@ -1,9 +1,10 @@
 """The `cnnbuild` command: parse arguments, call one function, print. Exit status: 0 ok,
-1 invalid spec (or failed run), 2 usage error or unreadable file."""
+1 invalid spec (or failed run, or an internal error: one paragraph, the traceback only with
+CNNBUILD_DEBUG=1), 2 usage error or unreadable file."""
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 
 from .errors import SpecError, UsageError
@@ -62,15 +63,12 @@ def check(p, args):
         p.add_argument("--json", action="store_true", help="print one JSON document")
         _budget_args(p)
         return
-    from .report import format_table, infer
+    from .report import Report, format_table, infer
     try:
         spec = _load(args.spec, args)
     except SpecError as e:
         if args.json:
-            # the documented schema, every key present: nothing could be computed from an unparsed spec
-            print(json.dumps({"name": None, "valid": False, "input": None, "output": None, "params": None,
-                              "trainable_params": None, "non_trainable_params": None, "macs": None, "layers": [],
-                              "errors": [x.to_json() for x in e.problems], "warnings": []}, indent=2, ensure_ascii=False))
+            print(Report.unparsed(e.problems).json())
             return 1
         raise
     report = infer(spec)
@@ -93,7 +91,7 @@ def summary(p, args):
         p.add_argument("spec")
         _budget_args(p)
         return
-    from .build import build_model
+    from .build import build_model, differences, keras_summary
     from .report import format_table, infer
     spec = _load(args.spec, args)
     report = infer(spec)
@@ -101,10 +99,18 @@ def summary(p, args):
     if not report.valid:
         raise SpecError(report.errors)
     model = build_model(spec, report)
-    model.summary(line_length=110)
-    same = model.count_params() == report.params
-    print(f"static check: {report.params:,} parameters; Keras: {model.count_params():,} — {'equal' if same else 'DIFFERENT'}")
-    return 0 if same else 1
+    print(keras_summary(model))
+    found = differences(report, model)
+    if found:
+        print(f"the static check and Keras DIFFER ({len(found)}):")
+        for difference in found:
+            print(f"  - {difference}")
+        return 1
+    top = sum(1 for row in report.rows if row.depth == 0)
+    print(f"the static check and Keras agree: {report.params:,} parameters ({report.trainable_params:,} trainable, "
+          f"{report.non_trainable_params:,} non-trainable), output {list(report.output)}, and the output shapes of "
+          f"all {top} top-level layers")
+    return 0
 
 
 def _parse_sets(values):
@@ -212,6 +218,28 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:   # the last resort: a bug in cnnbuild (or a case it does not know), never a raw traceback
+        if os.environ.get("CNNBUILD_DEBUG"):
+            raise
+        print(internal_error(args.command, e), file=sys.stderr)
+        return 1
+
+
+MAX_MESSAGE = 500   # characters of the exception's text quoted (Keras's can run to pages)
+
+
+def internal_error(command: str, error: Exception) -> str:
+    """One paragraph for an exception nothing else caught: which command, what was raised,
+    what to do about it."""
+    message = " ".join(str(error).split())
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE - 1] + "…"
+    raised = f"{type(error).__name__}: {message or '(no message)'}"
+    if not raised.endswith((".", "!", "?", "…")):
+        raised += "."
+    return (f"cnnbuild {command}: internal error: {raised} "
+            f"This is a bug in cnnbuild, not something the checker found in your spec; please report it with the "
+            f"spec and this command line. Run again with CNNBUILD_DEBUG=1 to see the traceback.")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -29,6 +30,7 @@ import numpy as np
 from .preprocess import channels_fit, preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_KINDS = "png/jpg/bmp/gif"      # IMAGE_SUFFIXES as a user names them
 SHAPE_CLASSES = ("circle", "square", "triangle")
 DIGITS_MAX = 16          # load_digits' pixel values are 0…16
 SHUFFLE_SALT = 1_000_003  # epoch e shuffles with seed·SALT + e, so an epoch's order does not depend on resumes
@@ -368,7 +370,8 @@ class _Reader:
         good = []
         for i, path in enumerate(paths):
             if i in errors:
-                self.bad(path, f"is not a readable image: {errors[i]}", "replace or delete the file")
+                self.bad(path, unreadable_image(errors[i]), "replace or delete the file, or set data.on_bad: skip to "
+                                                            "leave such files out")
                 continue
             shape = results[i]
             if not channels_fit(int(shape[-1]), self.input_shape[2]):
@@ -398,7 +401,7 @@ class _Reader:
                     where.append(f"{file}: record {count}")
                     count += 1
             except tf.errors.OpError as e:
-                self.bad(file, f"is damaged after {count} records: {_first_line(e.message)}")
+                self.bad(file, f"is damaged after {count} records: {op_error_text(e)}")
         if not records:
             raise DataError(f"{pattern}: holds no records")
 
@@ -501,6 +504,26 @@ def _first_line(text: str) -> str:
     return lines[0].strip() if lines else "unknown error"
 
 
+def op_error_text(error) -> str:
+    """A TensorFlow op error (or its message) as a user reads it: the first line, without
+    the '{{function_node __wrapped__DecodeImage_device_/job:localhost/…}}' prefix and the
+    ' [Op:DecodeImage] name:' suffix that eager TensorFlow adds.
+
+    >>> op_error_text("{{function_node __wrapped__X}} Invalid PNG. [Op:DecodeImage] name: ")
+    'Invalid PNG.'
+    """
+    text = _first_line(getattr(error, "message", None) or str(error))
+    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", re.sub(r"^\{\{[^}]*\}\}\s*", "", text))
+    return text or "unknown error"
+
+
+def unreadable_image(error) -> str:
+    """The one wording for an image file that cannot be decoded, said by training's data scan
+    and by predict alike (each puts the file's name first): 'not a readable png/jpg/bmp/gif
+    image: ' and TensorFlow's reason."""
+    return f"not a readable {IMAGE_KINDS} image: {op_error_text(error)}"
+
+
 def _try_all(items, fn):
     """Run a TensorFlow function over every item in parallel (tf.data), tolerating failures;
     re-run the failures one at a time to get their messages. Returns ({index: result},
@@ -516,7 +539,7 @@ def _try_all(items, fn):
                 fn(tf.constant(item))
                 errors[i] = "could not be decoded"
             except (tf.errors.OpError, ValueError) as e:
-                errors[i] = _first_line(getattr(e, "message", str(e)))
+                errors[i] = op_error_text(e)
     return results, errors
 
 

@@ -240,7 +240,30 @@ def name_span(shown) -> str:
     return shown[0] if len(set(shown)) == 1 else f"{shown[0]} … {shown[-1]}"
 
 
-class Box(Element):
+class Stackable(Element):
+    """An element that may stand for `count` identical ones, drawn as a stack: a layer's box
+    or a frame. It keeps the layer names it stands for in `names` and, in order, `order`;
+    `shown` are the names the spec gave them; `_measure()` sizes it for its `count`."""
+
+    def _measure(self):
+        raise NotImplementedError
+
+    def absorb(self, other):
+        """Take in an identical element drawn in this one's place."""
+        self.names |= other.names
+        self.order += [n for n in getattr(other, "order", ()) if n not in self.order]
+        self.shown += getattr(other, "shown", [])
+
+    def repeated(self, count, names=()):
+        """Stand for `count` of itself (and for the layers `names` too)."""
+        self.count = count
+        self.order += [n for n in names if n not in self.names]
+        self.names |= set(names)
+        self._measure()
+        return self
+
+
+class Box(Stackable):
     """One layer (or `count` identical ones in a row). `shown`: the names the spec gave them."""
 
     def __init__(self, title, detail, family, names, kind, tooltip, output, inputs=(), error=False, shown="",
@@ -266,19 +289,6 @@ class Box(Element):
         self.width = max(BOX_MIN_WIDTH, wide + 2 * BOX_PAD) + (4 if self.count > 1 else 0)
         self.height = 36 if self.detail else 24
         self.axis = self.width / 2
-
-    def absorb(self, other):
-        """Take in an identical element drawn in this one's place."""
-        self.names |= other.names
-        self.order += [n for n in getattr(other, "order", ()) if n not in self.order]
-        self.shown += getattr(other, "shown", [])
-
-    def repeated(self, count, names=()):
-        self.count = count
-        self.order += [n for n in names if n not in self.names]
-        self.names |= set(names)
-        self._measure()
-        return self
 
     def place(self, x, y, canvas):
         fill, stroke = STYLES[self.family]
@@ -443,7 +453,7 @@ class Skip(Element):
             canvas.anchors.setdefault(name, self)
 
 
-class Frame(Element):
+class Frame(Stackable):
     """A block use, a repeat, or identical layers drawn once: a labelled frame around them."""
 
     def __init__(self, inner, label, names, kind, tooltip, depth=0, shown=""):
@@ -456,8 +466,6 @@ class Frame(Element):
         self.signature = None if inner.signature is None else ("frame", label, inner.signature)
         self._measure()
 
-    absorb = Box.absorb
-
     @property
     def heading(self):
         text = " · ".join(p for p in (name_span(self.shown), self.label) if p)
@@ -468,13 +476,6 @@ class Frame(Element):
         label = self.axis + 8 + text_width(self.heading, TEXT_SIZE, bold=True) + FRAME_PAD
         self.width = max(self.inner.width + 2 * FRAME_PAD, label) + (6 if self.count > 1 else 0)
         self.height = FRAME_LABEL + self.inner.height + FRAME_PAD + (6 if self.count > 1 else 0)
-
-    def repeated(self, count, names=()):
-        self.count = count
-        self.order += [n for n in names if n not in self.names]
-        self.names |= set(names)
-        self._measure()
-        return self
 
     def place(self, x, y, canvas):
         canvas.add(Group(tuple(self.order), self.kind, self.tooltip))
@@ -550,7 +551,7 @@ class _Builder:
 
     @staticmethod
     def absorb(element, other):
-        if isinstance(element, (Box, Frame)):
+        if isinstance(element, Stackable):
             element.absorb(other)
         else:
             element.names |= other.names
@@ -866,7 +867,11 @@ def draw(spec, out):
     report = infer(spec)
     canvas, width, height = layout(spec, report)
     data = to_svg(canvas, width, height) if suffix == ".svg" else to_png(canvas, width, height)
-    atomic_write(out, data)
+    try:
+        atomic_write(out, data)
+    except OSError as e:   # the user's --out, not a bug: a read-only folder, a file where a folder should be
+        raise UsageError(f"--out {out}: cannot write the picture: {e.strerror or e}"
+                         f"{f': {e.filename}' if e.filename else ''}; choose a path in a folder you can write to") from None
     return report
 
 

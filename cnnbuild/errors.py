@@ -68,9 +68,12 @@ class UsageError(Exception):
 class Invalid(Exception):
     """Raised inside a shape rule or a value parser; the caller adds the place.
 
-    `message` says what is wrong, with the numbers; `hint` says how to fix it."""
+    `message` says what is wrong, with the numbers; `hint` says how to fix it. A check
+    across a kind's arguments (its `__post_init__`) names in `field` the argument at fault,
+    so the error points at that argument's line and column rather than the layer's."""
 
-    def __init__(self, message: str, hint: str = ""):
+    def __init__(self, message: str, hint: str = "", field: str | None = None):
         self.message = message
         self.hint = hint
+        self.field = field
         super().__init__(message)

@@ -204,22 +204,14 @@ def serving_model(model, image_shape, channels=None):
     that LiteRT's builtin interpreter lacks."""
     import keras
 
+    from .build import ends_in_probabilities
     from .keras_layers import ClassId, Preprocess
     images = keras.Input((None, None, channels), dtype="uint8", name="images")
     probabilities = model(Preprocess(image_shape, name="preprocess")(images), training=False)
-    if not ends_in_probabilities(model):
+    if not ends_in_probabilities(model):   # logits: the export adds a softmax, so `probabilities` always are
         probabilities = keras.layers.Softmax(name="probabilities")(probabilities)
     class_id = ClassId(name="class_id")(probabilities)
     return keras.Model(images, {"probabilities": probabilities, "class_id": class_id}, name=f"{model.name}_serving")
-
-
-def ends_in_probabilities(model) -> bool:
-    """Does the model already end in softmax (or sigmoid)? If not, it returns logits and the
-    export adds a softmax, so `probabilities` always are."""
-    layer = model.outputs[0]._keras_history.operation
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", None) or (activation if isinstance(activation, str) else "")
-    return type(layer).__name__ in ("Softmax",) or name in ("softmax", "sigmoid")
 
 
 def reference(run: Run, images):
@@ -227,6 +219,7 @@ def reference(run: Run, images):
     export: the numbers an export must reproduce."""
     import keras
 
+    from .build import ends_in_probabilities
     from .preprocess import preprocess
     out = run.model(preprocess(images, run.image_shape), training=False)
     if not ends_in_probabilities(run.model):

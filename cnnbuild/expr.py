@@ -4,13 +4,17 @@ The grammar is integers, names, + − * / // % and parentheses; `/` must divide 
 """
 from __future__ import annotations
 
+import difflib
 import re
 
 from .errors import Invalid
 
-_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*/%()]))")
+# `**` is read as one token only to say it is not supported (rather than stumble on its second `*`)
+_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(\*\*|//|[-+*/%()]))")
 _REFERENCE = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 MAX_TEXT = 200
+OPERATORS = "+ - * / // % and ( )"
+GRAMMAR = f"use integers, names, {OPERATORS}"
 
 
 def evaluate(text: str, values: dict) -> int:
@@ -28,13 +32,16 @@ def evaluate(text: str, values: dict) -> int:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise Invalid(f"cannot read '${{{text}}}' at '{text[pos:].strip()}'", "use integers, names, + - * / // % and ( )")
+            raise Invalid(f"cannot read '${{{text}}}' at '{text[pos:].strip()}'", GRAMMAR)
         tokens.append(m.group(1) or m.group(2) or m.group(3))
         pos = m.end()
+    if "**" in tokens:
+        raise Invalid(f"'**' (a power) is not supported in '${{{text}}}': the operators are {OPERATORS}",
+                      "write a power as a product, e.g. ${c * c} for c ** 2")
     parser = _Parser(tokens, values, text)
     result = parser.sum()
     if parser.i != len(tokens):
-        raise Invalid(f"unexpected '{tokens[parser.i]}' in '${{{text}}}'", "use integers, names, + - * / // % and ( )")
+        raise Invalid(f"unexpected '{tokens[parser.i]}' in '${{{text}}}'", GRAMMAR)
     return result
 
 
@@ -99,11 +106,16 @@ class _Parser:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise Invalid(f"'{token}' is {value!r}, not a whole number, so it cannot be used in arithmetic", f"give '{token}' a whole number, or use it alone as ${token}")
             return value
-        raise Invalid(f"unknown parameter '{token}' in '${{{self.text}}}'", _known(self.values))
+        if not (token[0].isalpha() or token[0] == "_"):   # an operator where a number belongs
+            raise Invalid(f"unexpected '{token}' in '${{{self.text}}}'", GRAMMAR)
+        raise Invalid(f"unknown parameter '{token}' in '${{{self.text}}}'", _known(self.values, token))
 
 
-def _known(values):
-    return "parameters here: " + ", ".join(sorted(values)) if values else "this block has no parameters"
+def _known(values, word, sigil=""):
+    """The hint for an unknown parameter: the nearest name, then the names there are."""
+    names = "parameters here: " + ", ".join(sorted(values)) if values else "this block has no parameters"
+    close = difflib.get_close_matches(word, list(values), n=1, cutoff=0.6)
+    return f"did you mean '{sigil}{close[0]}'? ({names})" if close else names
 
 
 def substitute(text: str, values: dict, keep=()):
@@ -118,7 +130,7 @@ def substitute(text: str, values: dict, keep=()):
                 return values[name]
             if name in keep:
                 return text
-            raise Invalid(f"unknown parameter '${name}'", _known(values))
+            raise Invalid(f"unknown parameter '${name}'", _known(values, name, "$"))
         if _later(expr, values, keep):
             return _partial(expr, values)
         return evaluate(expr, values)
@@ -129,7 +141,7 @@ def substitute(text: str, values: dict, keep=()):
             if name in keep and name not in values:
                 return m.group(0)
             if name not in values:
-                raise Invalid(f"unknown parameter '${name}'", _known(values))
+                raise Invalid(f"unknown parameter '${name}'", _known(values, name, "$"))
             return str(values[name])
         if _later(expr, values, keep):
             return _partial(expr, values)

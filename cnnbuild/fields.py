@@ -73,6 +73,30 @@ KERAS_NAMES = {
 }
 
 
+# Other frameworks' and papers' words for a value: word → (a value the choices must hold for
+# the word to mean this, the hint). Checked before spelling guesses, for any list of choices.
+OTHER_NAMES = {
+    "xavier": ("glorot_uniform", "did you mean 'glorot_uniform' or 'glorot_normal'? (Xavier = Glorot: Xavier Glorot's initialisation)"),
+    "xavier_uniform": ("glorot_uniform", "did you mean 'glorot_uniform'? (Xavier = Glorot)"),
+    "xavier_normal": ("glorot_normal", "did you mean 'glorot_normal'? (Xavier = Glorot)"),
+    "kaiming": ("he_normal", "did you mean 'he_normal' or 'he_uniform'? (Kaiming = He: Kaiming He's initialisation)"),
+    "he": ("he_normal", "did you mean 'he_normal' or 'he_uniform'?"),
+    "msra": ("he_normal", "did you mean 'he_normal' or 'he_uniform'? (MSRA = He: Kaiming He's initialisation)"),
+    "kaiming_normal": ("he_normal", "did you mean 'he_normal'? (Kaiming = He)"),
+    "kaiming_uniform": ("he_uniform", "did you mean 'he_uniform'? (Kaiming = He)"),
+    "maxout": ("relu", "maxout is a layer kind of its own, not an activation: add `- maxout: 2` after this layer "
+                       "(the max of each 2 channels)"),
+}
+
+
+class AlreadyReported(Invalid):
+    """A nested mapping failed and its problems are already in the list: its field is
+    invalid, with nothing more to say about it."""
+
+    def __init__(self):
+        super().__init__("has invalid arguments (reported above)")
+
+
 def field_type(cls, name):
     return typing.get_type_hints(cls, include_extras=True)[name]
 
@@ -94,6 +118,8 @@ def parse_fields(cls, node: Node, problems: list[Problem], layer_parser=None, sk
             continue
         try:
             values[key] = coerce(value_node, hints[key], problems, layer_parser)
+        except AlreadyReported:
+            ok = False
         except Invalid as e:
             problems.append(Problem(value_node.where, f"'{key}' {e.message}" if not e.message.startswith("'") else e.message, e.hint))
             ok = False
@@ -105,12 +131,16 @@ def parse_fields(cls, node: Node, problems: list[Problem], layer_parser=None, sk
         return None
     try:
         return cls(**values)
-    except Invalid as e:  # a cross-field check in __post_init__
-        problems.append(Problem(node.where, e.message, e.hint))
+    except Invalid as e:  # a cross-field check in __post_init__, at the argument it names
+        at = mapping.get(e.field, node)
+        problems.append(Problem(at.where, e.message, e.hint))
         return None
 
 
 def did_you_mean(word: str, choices) -> str:
+    other = OTHER_NAMES.get(word.lower())
+    if other and other[0] in choices:
+        return other[1]
     if word in KERAS_NAMES and KERAS_NAMES[word] in choices:
         return f"did you mean '{KERAS_NAMES[word]}'? ('{word}' is Keras's name; cnnbuild says '{KERAS_NAMES[word]}')"
     by_plain = {str(c).lower().replace("_", ""): c for c in choices}   # ReLU → relu, SAME → same, LeakyReLU → leaky_relu
@@ -199,6 +229,8 @@ def coerce(node: Node, annotation, problems=None, layer_parser=None):
                 continue
             try:
                 return coerce(node, option, problems, layer_parser)
+            except AlreadyReported:
+                raise   # a mapping meant as that option, its problems reported: the others do not apply
             except Invalid as e:
                 errors.append(e)
         raise errors[0] if len(errors) == 1 else Invalid(errors[-1].message, errors[-1].hint)
@@ -231,13 +263,14 @@ def coerce(node: Node, annotation, problems=None, layer_parser=None):
         if not node.is_map:
             raise Invalid(f"must be a mapping of {', '.join(f.name for f in dataclasses.fields(annotation))}", f"write a mapping, e.g. {{{dataclasses.fields(annotation)[0].name}: …}}")
         sub = [] if problems is None else problems
-        before = len(sub)
         out = parse_fields(annotation, node, sub, layer_parser)
         if out is None:
-            raise Invalid(f"has invalid arguments ({len(sub) - before} problems above)", "fix the problems listed for its arguments") if problems is not None \
-                else Invalid(str(sub[0].message), sub[0].hint)
+            raise AlreadyReported() if problems is not None else Invalid(str(sub[0].message), sub[0].hint)
         return out
     raise TypeError(f"unsupported annotation {annotation!r}")
+
+
+PADDING_FORMS = "'valid', 'same', an int, [ph, pw] or [[top, bottom], [left, right]]"
 
 
 def _padding(node: Node):
@@ -248,8 +281,10 @@ def _padding(node: Node):
     if isinstance(value, str):
         if value in ("valid", "same"):
             return value
-        raise Invalid(f"must be 'valid', 'same', an int, [ph, pw] or [[top, bottom], [left, right]]; got '{value}'",
-                      did_you_mean(value, ["valid", "same"]))
+        raise Invalid(f"must be {PADDING_FORMS}; got '{value}'", did_you_mean(value, ["valid", "same"]))
+    if value is None or isinstance(value, (bool, dict)):
+        raise Invalid(f"must be {PADDING_FORMS}; got {_describe(value)}",
+                      "e.g. padding: same, padding: 1 or padding: [[0, 1], [0, 1]]")
     if isinstance(value, list):
         if len(value) == 2 and all(isinstance(v.value, list) for v in value):
             pairs = []

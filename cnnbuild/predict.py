@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -24,8 +23,6 @@ from pathlib import Path
 
 from . import runfolder
 from .errors import UsageError
-
-FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "GIF": "gif"}
 
 
 @dataclass
@@ -137,7 +134,7 @@ def read_image(path, channels: int | None = None, training_channels: int | None 
     formulas rounded to whole pixel values. Raises ImageError naming the file."""
     import numpy as np
 
-    from .data import decode_image
+    from .data import decode_image, unreadable_image
     from .preprocess import channels_fit
     path = Path(path)
     if not path.exists():
@@ -150,9 +147,7 @@ def read_image(path, channels: int | None = None, training_channels: int | None 
     try:
         pixels = decode_image(str(path)).numpy()
     except (tf.errors.OpError, ValueError) as e:
-        reason = (getattr(e, "message", None) or str(e)).strip().splitlines()[0]
-        reason = re.sub(r"\s*\[Op:.*$", "", re.sub(r"^\{\{[^}]*\}\}\s*", "", reason))
-        raise ImageError(f"{path}: not a readable {'/'.join(FORMATS.values())} image: {reason}") from None
+        raise ImageError(f"{path}: {unreadable_image(e)}") from None
     if pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise ImageError(f"{path}: the image is empty ({pixels.shape[1]}×{pixels.shape[0]} pixels)")
     have, wanted = pixels.shape[-1], training_channels or channels

@@ -29,16 +29,33 @@ class Row:
     composite: bool = False
 
     def to_json(self) -> dict:
+        """The row without its children (`children` is filled by `layer_tree`)."""
         return {"path": self.path, "name": self.name, "kind": self.kind, "input": [list(s) for s in self.inputs]
                 if len(self.inputs) > 1 else list(self.inputs[0]), "output": list(self.output), "params": self.params,
                 "trainable_params": self.params - self.non_trainable, "non_trainable_params": self.non_trainable,
-                "macs": self.macs, "rule": self.rule, "receptive_field": list(self.receptive_field)}
+                "macs": self.macs, "rule": self.rule, "receptive_field": list(self.receptive_field), "children": []}
+
+
+def layer_tree(rows) -> list:
+    """The rows as JSON: the top-level layers in order, each composite's layers (recursively)
+    in its `children`, with the same keys; other layers have no children."""
+    top, open_rows = [], []   # open_rows: (depth, children list) of the composites enclosing the next row
+    for row in rows:
+        entry = row.to_json()
+        while open_rows and open_rows[-1][0] >= row.depth:
+            open_rows.pop()
+        (open_rows[-1][1] if open_rows else top).append(entry)
+        open_rows.append((row.depth, entry["children"]))
+    return top
 
 
 @dataclass
 class Report:
-    name: str
-    input: tuple
+    """What `infer` found. `output` is None when the shapes could not be followed to the end;
+    the totals are then unknown. `unparsed` makes the report of a spec that did not parse."""
+
+    name: str | None
+    input: tuple | None
     output: tuple | None
     rows: list = field(default_factory=list)
     errors: list = field(default_factory=list)
@@ -56,14 +73,23 @@ class Report:
     def trainable_params(self) -> int:
         return self.params - self.non_trainable_params
 
+    @classmethod
+    def unparsed(cls, problems) -> "Report":
+        """The report of a spec that did not parse: its errors, nothing computed."""
+        return cls(None, None, None, errors=list(problems))
+
     def to_json(self) -> dict:
+        """The `check --json` document: the same keys whether the spec is valid, invalid or
+        unparsable; what could not be computed is null."""
+        def total(value):
+            return value if self.output is not None else None
         return {
-            "name": self.name, "valid": self.valid, "input": list(self.input),
-            "output": list(self.output) if self.output else None,
-            "params": self.params, "trainable_params": self.trainable_params,
-            "non_trainable_params": self.non_trainable_params, "macs": self.macs,
-            "activation_bytes": self.activation_bytes,
-            "layers": [r.to_json() for r in self.rows if r.depth == 0],
+            "name": self.name, "valid": self.valid, "input": list(self.input) if self.input else None,
+            "output": list(self.output) if self.output is not None else None,
+            "params": total(self.params), "trainable_params": total(self.trainable_params),
+            "non_trainable_params": total(self.non_trainable_params), "macs": total(self.macs),
+            "activation_bytes": total(self.activation_bytes),
+            "layers": layer_tree(self.rows),
             "errors": [p.to_json() for p in self.errors],
             "warnings": [p.to_json() for p in self.warnings],
         }
@@ -197,22 +223,29 @@ class _Engine:
         return out
 
     def _receptive(self, ins, out):
+        """(receptive field, jump, whole) of a layer's output. The field grows by (F − 1)·jump
+        through a window; a merge's element sees the union of its inputs' fields, spaced as
+        its inputs larger than 1×1 are (a broadcast 1×1 input repeats one value everywhere,
+        so it sets no spacing). Once an element depends on the whole image (a global pool,
+        a flatten or dense, or a merge with one), its field is the image and stays so."""
+        image = self.spec.input[:2]
         if out.whole:
-            return self.spec.input[:2], tuple(float(d) for d in self.spec.input[:2])
-        if out.merged:
-            sources = out.merged
-        else:
-            sources = ins
+            return image, tuple(float(d) for d in image), True
+        sources = out.merged or ins
+        whole = any(t.whole for t in sources)
+        spaced = [t for t in sources if t.spatial and t.shape[:2] != (1, 1)] or sources
         rf = tuple(max(t.rf[i] for t in sources) for i in range(2))
-        jump = tuple(max(t.jump[i] for t in sources) for i in range(2))
+        jump = tuple(max(t.jump[i] for t in spaced) for i in range(2))
         if out.window and not out.merged:
             kh, kw, sh, sw = out.window
             rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
             jump = (jump[0] * sh, jump[1] * sw)
         elif out.upsample and not out.merged:
             jump = (jump[0] / out.upsample[0], jump[1] / out.upsample[1])
+        if whole:
+            rf = image
         rf = tuple(int(r) if float(r).is_integer() else r for r in rf)
-        return rf, jump
+        return rf, jump, whole
 
 
 def format_table(report: Report) -> str:

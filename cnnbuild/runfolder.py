@@ -1,7 +1,7 @@
 """The run folder: what `train` writes and `export`, `predict` and `evaluate` read.
 
     runs/NAME/
-      spec.yaml            the resolved spec (overrides applied)
+      spec.yaml            the resolved spec (overrides applied, file paths absolute)
       classes.json         class names, in label order
       history.csv          an `epoch` column, one row per completed epoch
       metrics.json         final metrics with Keras's names, images/second, wall time

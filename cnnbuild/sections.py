@@ -1,28 +1,30 @@
 """The `data:`, `augment:` and `train:` sections of a spec: typed, validated, TensorFlow-free.
 
 As with layer kinds, each dataclass's fields *are* the schema: `parse_fields` reads the YAML
-into them and collects every problem with its file:line:column. `parse_sections` is what
-the spec parser calls; it also runs the checks that need the spec's input size (a crop
-larger than the padded input, a cutout larger than the image), so `cnnbuild check` reports
-them like any layer error. The training stage (train.py, data.py, augment.py) reads these
-dataclasses and never looks at YAML.
+into them and collects every problem with its file:line:column. The augmentation kinds are
+defined in augment.py, each dataclass beside its TensorFlow step, and registered there in
+AUGMENTATIONS; this module parses the `augment:` list against that registry. `parse_sections`
+is what the spec parser calls; it also runs the checks that need the spec's input size (a
+crop larger than the padded input, a cutout larger than the image), so `cnnbuild check`
+reports them like any layer error. The training stage (train.py, data.py, augment.py) reads
+these dataclasses and never looks at YAML.
 """
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
-from typing import Annotated, ClassVar, Literal, Optional
+from pathlib import Path
+from typing import Annotated, Literal, Optional
 
+from .augment import AUGMENTATIONS, OpenUnitFloat
 from .errors import Invalid, Problem
-from .fields import NonNegativeInt, Pair, PositiveFloat, PositiveInt, Range, did_you_mean, parse_fields
+from .fields import NonNegativeInt, PositiveFloat, PositiveInt, Range, did_you_mean, parse_fields
 from .source import Node
 
 SOURCE_KINDS = ("digits", "shapes", "directory", "npz", "tfrecord", "tfds")
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
-UnitFloat = Annotated[float, Range(0, 1, low_open=True)]          # 0 < x <= 1
-OpenUnitFloat = Annotated[float, Range(0, 1, low_open=True, high_open=True)]
 NonNegativeFloat = Annotated[float, Range(0)]
-FillMode = Literal["reflect", "constant", "nearest", "wrap"]
 
 
 def _set(obj, **values):
@@ -43,6 +45,8 @@ class Source:
         `tfrecord`, `tfds`; or directly a path: a folder means directory, `x.npz` npz,
         `x.tfrecord` (or a glob such as `data/*.tfrec`) tfrecord, and `tfds:mnist` tfds.
       path: the folder or file, when `source` names the kind (`source: npz, path: x.npz`).
+        Relative paths (here, in `source` and in `data_dir`) are read from the spec's own
+        folder when training (from the working directory when given with --data or --set).
       samples: how many images `shapes` generates (default 2,000).
       name: the tensorflow-datasets name (tfds), e.g. `mnist`.
       split: the tfds split to read (default `train`).
@@ -142,203 +146,6 @@ class Data(Source):
     @property
     def has_validation(self) -> bool:
         return self.validation is not None or self.holdout > 0
-
-
-# ── augment: ───────────────────────────────────────────────────────────────────────────────
-
-AUGMENTATIONS: dict[str, type] = {}
-
-
-def augmentation(name: str):
-    """Register an augmentation kind by name, as `register` does for layer kinds."""
-    def add(cls):
-        if name in AUGMENTATIONS:
-            raise ValueError(f"augmentation '{name}' is registered twice")
-        cls.kind = name
-        AUGMENTATIONS[name] = cls
-        return cls
-    return add
-
-
-class Augmentation:
-    kind: ClassVar[str] = ""
-    main: ClassVar[Optional[str]] = None   # the argument a bare scalar stands for (`rotate: 15`)
-    geometric: ClassVar[bool] = False      # moves pixels: masks move with the image
-    mixes: ClassVar[bool] = False          # blends two images, and so their labels
-
-    def check(self, input_shape) -> None:
-        """Raise Invalid when the augmentation cannot apply to images of `input_shape`."""
-
-
-@augmentation("flip")
-@dataclass(frozen=True)
-class Flip(Augmentation):
-    """Mirror each image with probability ½.
-
-    Attributes:
-      mode: horizontal (left ↔ right, default), vertical (top ↔ bottom), or both.
-    """
-
-    mode: Literal["horizontal", "vertical", "both"] = "horizontal"
-    main: ClassVar[str] = "mode"
-    geometric: ClassVar[bool] = True
-
-
-@augmentation("rotate")
-@dataclass(frozen=True)
-class Rotate(Augmentation):
-    """Rotate each image by a random angle in [−degrees, +degrees].
-
-    Attributes:
-      degrees: the largest rotation, in degrees (0 < degrees <= 180).
-      fill: how to fill pixels coming from outside: reflect (default, as Keras), constant
-        (zeros), nearest, wrap.
-    """
-
-    degrees: Annotated[float, Range(0, 180, low_open=True)]
-    fill: FillMode = "reflect"
-    main: ClassVar[str] = "degrees"
-    geometric: ClassVar[bool] = True
-
-
-@augmentation("translate")
-@dataclass(frozen=True)
-class Translate(Augmentation):
-    """Shift each image by a random fraction of its height and width.
-
-    Attributes:
-      fraction: the largest shift as a fraction of the size (0.1: up to 10% either way).
-      fill: reflect (default), constant, nearest, wrap.
-    """
-
-    fraction: OpenUnitFloat
-    fill: FillMode = "reflect"
-    main: ClassVar[str] = "fraction"
-    geometric: ClassVar[bool] = True
-
-
-@augmentation("zoom")
-@dataclass(frozen=True)
-class Zoom(Augmentation):
-    """Scale each image by a random factor in [1 − fraction, 1 + fraction] about its centre.
-
-    Attributes:
-      fraction: the largest relative change of size (0.2: 80% to 120%).
-      fill: reflect (default), constant, nearest, wrap.
-    """
-
-    fraction: OpenUnitFloat
-    fill: FillMode = "reflect"
-    main: ClassVar[str] = "fraction"
-    geometric: ClassVar[bool] = True
-
-
-@augmentation("crop")
-@dataclass(frozen=True)
-class Crop(Augmentation):
-    """Pad-and-crop: pad each side by `padding`, cut a random `size` window, and resize it back
-    to the input size when it is smaller (CIFAR's 4-pixel pad-and-crop is `crop: 4`).
-
-    Attributes:
-      padding: pixels added on every side (zeros) before cropping (default 0).
-      size: the crop's [height, width] (or one number), at most the padded input; default:
-        the input size.
-    """
-
-    padding: NonNegativeInt = 0
-    size: Optional[Pair] = None
-    main: ClassVar[str] = "padding"
-    geometric: ClassVar[bool] = True
-
-    def check(self, input_shape):
-        height, width = input_shape[0], input_shape[1]
-        size = self.size or (height, width)
-        room = (height + 2 * self.padding, width + 2 * self.padding)
-        if size[0] > room[0] or size[1] > room[1]:
-            padded = f" padded by {self.padding} on each side ({room[0]}×{room[1]})" if self.padding else ""
-            raise Invalid(f"size {size[0]}×{size[1]} is larger than the input {height}×{width}{padded}",
-                          f"use size: [{min(size[0], room[0])}, {min(size[1], room[1])}] or less, or padding: "
-                          f"{max((size[0] - height + 1) // 2, (size[1] - width + 1) // 2)}")
-        if size == (height, width) and self.padding == 0:
-            raise Invalid(f"cropping the whole {height}×{width} input without padding changes nothing",
-                          "give padding (e.g. crop: 4) or a smaller size")
-
-
-@augmentation("contrast")
-@dataclass(frozen=True)
-class Contrast(Augmentation):
-    """Scale each image's contrast by a random factor in [1 − factor, 1 + factor].
-
-    Attributes:
-      factor: the largest relative change (0 < factor <= 1).
-    """
-
-    factor: UnitFloat
-    main: ClassVar[str] = "factor"
-
-
-@augmentation("brightness")
-@dataclass(frozen=True)
-class Brightness(Augmentation):
-    """Add a random offset in [−delta, +delta] to every pixel (images are 0…1 here).
-
-    Attributes:
-      delta: the largest offset, as a fraction of the value range (0 < delta <= 1).
-    """
-
-    delta: UnitFloat
-    main: ClassVar[str] = "delta"
-
-
-@augmentation("cutout")
-@dataclass(frozen=True)
-class Cutout(Augmentation):
-    """Blank `count` random rectangles of `size` pixels in each image (DeVries & Taylor 2017).
-
-    Attributes:
-      size: the rectangle's [height, width] in pixels (or one number).
-      count: how many rectangles per image (default 1).
-    """
-
-    size: Pair
-    count: PositiveInt = 1
-    main: ClassVar[str] = "size"
-
-    def check(self, input_shape):
-        if self.size[0] > input_shape[0] or self.size[1] > input_shape[1]:
-            raise Invalid(f"size {self.size[0]}×{self.size[1]} is larger than the input "
-                          f"{input_shape[0]}×{input_shape[1]}",
-                          f"use size: [{min(self.size[0], input_shape[0])}, {min(self.size[1], input_shape[1])}] or less")
-
-
-@augmentation("mixup")
-@dataclass(frozen=True)
-class Mixup(Augmentation):
-    """Blend pairs of images and their labels with a weight drawn from Beta(alpha, alpha)
-    (Zhang et al. 2018).
-
-    Attributes:
-      alpha: the Beta distribution's parameter (default 0.2; small values mix little).
-    """
-
-    alpha: PositiveFloat = 0.2
-    main: ClassVar[str] = "alpha"
-    mixes: ClassVar[bool] = True
-
-
-@augmentation("cutmix")
-@dataclass(frozen=True)
-class Cutmix(Augmentation):
-    """Paste a random rectangle of another image; labels mix by area (Yun et al. 2019);
-    for segmentation the mask's rectangle is pasted too.
-
-    Attributes:
-      alpha: the Beta distribution's parameter for the pasted area (default 1.0).
-    """
-
-    alpha: PositiveFloat = 1.0
-    main: ClassVar[str] = "alpha"
-    mixes: ClassVar[bool] = True
 
 
 # ── train: ─────────────────────────────────────────────────────────────────────────────────
@@ -552,6 +359,59 @@ def expand_shorthands(root: Node) -> None:
                 train.value[key] = _expand(train.value[key], key, [])
             elif key in train.value and train.value[key].value is True:
                 train.value[key] = Node({}, train.value[key].where)
+
+
+# Keys holding file references, by the mapping they stand in: a data source (`data:` and its
+# `validation:`) and a `backbone` layer (layers/backbone.py reads the same two from the folder
+# of the spec naming them).
+SOURCE_FILE_KEYS = ("path", "data_dir")
+BACKBONE_FILE_KEYS = ("spec", "weights")
+
+
+def absolute_paths(node: Node, at: tuple = ()) -> None:
+    """Rewrite in place every relative file reference in a spec's tree (or in the part of it
+    at key path `at`, such as a `--set` value) as an absolute path: data `path`, `data_dir`
+    and a source that is a path, and a backbone's `spec` and `weights`. Each is resolved
+    against the folder of the file that wrote it: a spec's own folder, or the working
+    directory for `--data` and `--set`. So a spec names the same files from any working
+    directory, and the resolved spec a run writes to its folder (spec.yaml) is self-contained.
+    Values holding a block parameter (`$name`) are left for the parser to substitute."""
+    if node.is_map:
+        for key, child in node.value.items():
+            absolute_paths(child, at + (key,))
+    elif node.is_list:
+        for index, child in enumerate(node.value):
+            absolute_paths(child, at + (str(index),))
+    elif isinstance(node.value, str) and node.value and "$" not in node.value and _names_a_file(at, node.value):
+        node.value = _absolute(node.value, node.where.file)
+
+
+def _names_a_file(at: tuple, value: str) -> bool:
+    """Does the string at key path `at` (('data', 'path'), ('layers', '0', 'backbone', 'spec'), …) name a file?"""
+    if len(at) >= 2 and at[-2] == "backbone":
+        return at[-1] in BACKBONE_FILE_KEYS
+    if at[:2] == ("data", "validation"):
+        key = at[2:]
+    elif at[:1] == ("data",):
+        key = at[1:]
+    else:
+        return False
+    if key in ((), ("source",)):            # `source: data/flowers`, or the shorthand `data: data/flowers`
+        try:
+            kind, location = _source_kind(value)
+        except Invalid:
+            return False                    # a misspelt kind: the parser reports it
+        return location is not None and kind != "tfds"
+    return len(key) == 1 and key[0] in SOURCE_FILE_KEYS
+
+
+def _absolute(value: str, file: str) -> str:
+    value = os.path.expanduser(value)
+    if os.path.isabs(value):
+        return value
+    origin = Path(file)
+    folder = origin.resolve().parent if origin.is_file() else Path.cwd()
+    return os.path.normpath(os.path.join(folder, value))   # not resolve(): a tfrecord glob stays a glob
 
 
 def parse_data(node: Optional[Node], problems: list[Problem]) -> Data:

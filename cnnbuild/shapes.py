@@ -85,28 +85,49 @@ def floor_drop(size: int, kernel: int, stride: int, pad_total: int, dilation: in
 SEARCH = 10_000   # candidate paddings and strides tried for a hint
 
 
-def fixes_for_whole(size: int, kernel: int, stride: int, pad_total: int, dilation: int = 1) -> list[str]:
-    """Small changes that make (N − F + 2P)/S + 1 a whole number, for error hints.
+def whole_paddings(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int = 1) -> list[tuple[int, int]]:
+    """Paddings (before, after) that make (N − F + P)/S + 1 a whole number, fewest added
+    first: the nearest symmetric one and, when the rows missing are odd in number so that no
+    symmetric padding adds them, the current padding with them added after (where
+    TensorFlow's 'same' puts its odd one).
 
-    >>> fixes_for_whole(7, 3, 3, 0)
-    ['padding: 1 gives 3', 'stride: 2 gives 3', 'stride: 1 gives 5']
+    >>> whole_paddings(7, 3, 3, (0, 0))      # (7 − 3 + 2·1)/3 + 1 = 3
+    [(1, 1)]
+    >>> whole_paddings(32, 3, 2, (0, 0))     # 29 is odd, 2P even: only (32 − 3 + 0 + 1)/2 + 1 = 16
+    [(0, 1)]
+    >>> whole_paddings(8, 3, 3, (0, 0))      # 5 + 1 = 6, or 5 + 2·2 = 9
+    [(0, 1), (2, 2)]
     """
     f = effective_kernel(kernel, dilation)
-    fixes = []
-    symmetric = pad_total // 2
-    # Both searches are capped (SEARCH steps), so a spec with an 18-digit stride still checks instantly.
-    for p in range(symmetric + 1, symmetric + 1 + min(max(f, stride), SEARCH)):
+    before, after = pads
+    found = []
+    base = (before + after) // 2
+    # capped (SEARCH steps), so a spec with an 18-digit stride still checks instantly
+    for p in range(base + 1, base + 1 + min(max(f, stride), SEARCH)):
         if (size - f + 2 * p) % stride == 0:
-            fixes.append(f"padding: {p} gives {(size - f + 2 * p) // stride + 1}")
+            found.append((p, p))
             break
-    span = size - f + pad_total
+    missing = -(size - f + before + after) % stride
+    if (before + after + missing) % 2:
+        found.append((before, after + missing))
+    return sorted(found, key=sum)
+
+
+def whole_strides(size: int, kernel: int, stride: int, pad_total: int, dilation: int = 1, most: int = 2) -> list[int]:
+    """Smaller strides that make (N − F + P)/S + 1 a whole number, largest first.
+
+    >>> whole_strides(7, 3, 3, 0), whole_strides(32, 3, 2, 0)
+    ([2, 1], [1])
+    """
+    span = size - effective_kernel(kernel, dilation) + pad_total
     top = min(stride - 1, max(span, 1))   # a stride above the span cannot divide it
+    found = []
     for s in range(top, max(top - SEARCH, 0), -1):
-        if span % s == 0 and span >= 0:
-            fixes.append(f"stride: {s} gives {(size - f + pad_total) // s + 1}")
-            if len(fixes) >= 3:
+        if span % s == 0:
+            found.append(s)
+            if len(found) == most:
                 break
-    return fixes
+    return found
 
 
 def ceil_div(a: int, b: int) -> int:

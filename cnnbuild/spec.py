@@ -241,8 +241,9 @@ def _blocks(node, problems) -> dict:
 class _Scope:
     """Names visible in one sequence: a composite's children share its scope."""
 
-    def __init__(self, prefix, parent):
+    def __init__(self, prefix, parent, owner=""):
         self.prefix, self.parent = prefix, parent
+        self.owner = owner            # the composite or block use whose layers these are ("" at the top)
         self.names: dict[str, str] = {}
         self.counts: dict[str, int] = {}
 
@@ -273,6 +274,7 @@ class _Parser:
         self.expanding: list[str] = []
         self.nesting = 0           # how many layer lists enclose the one being parsed
         self.too_deep = False
+        self.owners: dict[str, list[str]] = {}   # local name → the composites it was given in
 
     def error(self, where, message, hint=""):
         self.problems.append(Problem(where, message, hint))
@@ -345,7 +347,7 @@ class _Parser:
         if common is None:
             return None
         name, inputs, rounding, trainable = common
-        child_scope = _Scope(name, scope)
+        child_scope = _Scope(name, scope, f"{kind} '{name}'")
         child_scope.names["input"] = f"{name}_input"   # inside a composite, `input` is its input
         before = len(self.problems)
         if cls is Repeat:
@@ -452,12 +454,19 @@ class _Parser:
                 self.error(values["trainable"].where, f"'trainable' {e.message}", e.hint)
                 ok = False
         scope.names[local] = name
+        if scope.owner and scope.owner not in self.owners.setdefault(local, []):
+            self.owners[local].append(scope.owner)
         self.used.add(name)
         return (name, inputs, rounding, trainable) if ok else None
 
     def _reference(self, ref, where, scope, exclude=None):
         target = scope.resolve(ref)
-        if target is None:
+        if target is None and self.owners.get(ref):   # it exists, but inside a composite this one is not in
+            owners = " and ".join(self.owners[ref])
+            self.error(where, f"no layer named '{ref}' here: '{ref}' is local to {owners}",
+                       "names inside a composite are seen only inside it; read the composite's own output, "
+                       f"or move '{ref}' out of it")
+        elif target is None:
             visible = [n for n in scope.visible() if scope.resolve(n) != exclude]   # not the layer itself
             self.error(where, f"no layer named '{ref}' before this one",
                        did_you_mean(ref, visible) if visible else "name a layer defined earlier with 'name:'")
@@ -487,7 +496,7 @@ class _Parser:
             body = _substituted(layers, {"index": i}, self.problems, keep=())
             if body is None:
                 return None
-            copy_scope = _Scope(scope.qualify(str(i)), scope)
+            copy_scope = _Scope(scope.qualify(str(i)), scope, scope.owner)
             copy_scope.names["input"] = copy_scope.qualify("input")   # this repetition's input
             copies.append(self.sequence(body, copy_scope))
             if self.count > MAX_LAYERS:
@@ -534,7 +543,7 @@ class _Parser:
         if layers is None:
             return None
         self.expanding.append(kind)
-        block_scope = _Scope(name, scope)
+        block_scope = _Scope(name, scope, f"block '{kind}' (used as '{name}')")
         block_scope.names["input"] = f"{name}_input"   # inside a block, `input` is the use's input
         try:
             children = self.sequence(layers, block_scope)

@@ -4,8 +4,9 @@ Reads top to bottom as what happens:
 
   1. choose the tf.distribute strategy (and split the CPU into logical devices when asked) —
      before any TensorFlow op runs, as TensorFlow requires;
-  2. read and check the data (data.py), build the tf.data pipeline with augmentation;
-  3. build the model from the spec under the strategy's scope, compile it;
+  2. read and check the data (data.py); build the model from the spec under the strategy's
+     scope, and choose the loss from its output layer (logits or probabilities);
+  3. build the tf.data pipeline with augmentation; compile;
   4. resume from the newest finite checkpoint in the run folder, if there is one;
   5. train: Keras's fit() for the default, mirrored and TPU strategies; a custom loop with
      strategy.run for multi_worker (Keras 3.15's fit() crashes under
@@ -89,12 +90,19 @@ def train(spec_path, out=None, overrides=(), max_params=None, max_memory=None, s
     folder defaults to runs/NAME/; an unfinished one is resumed."""
     from . import source
     from .report import infer
-    from .sections import expand_shorthands
+    from .sections import absolute_paths, expand_shorthands
     from .spec import from_node
     started = time.time()
     root = source.load(spec_path)
     expand_shorthands(root)        # so --set train.optimizer.learning_rate=… works on `optimizer: sgd`
-    spec = from_node(root, list(overrides or ()))
+    # file references made absolute (the spec's against its folder, the command line's against
+    # the working directory): the run trains on the same files from anywhere, and the spec.yaml
+    # it writes below (`resolved`) still names them when read from the run folder
+    absolute_paths(root)
+    overrides = list(overrides or ())
+    for dotted, value in overrides:
+        absolute_paths(value, tuple(dotted.split(".")))
+    spec = from_node(root, overrides)
     if max_params or max_memory:
         budget = dataclasses.replace(spec.budget, **{k: v for k, v in (("params", max_params),
                                                                        ("activation_bytes", max_memory)) if v})
@@ -244,13 +252,6 @@ def make_optimizer(keras, section, schedule):
     return classes[chosen.name](learning_rate=schedule, **arguments)
 
 
-def ends_in_probabilities(spec) -> bool:
-    """Does the model end in softmax or sigmoid (probabilities) rather than logits?"""
-    last = spec.layers[-1].args
-    names = {getattr(last, "activation", None), getattr(last, "function", None), getattr(last, "kind", None)}
-    return bool(names & {"softmax", "sigmoid"})
-
-
 @dataclasses.dataclass
 class Objective:
     """Loss and metrics for a task, and the label form they need."""
@@ -262,11 +263,13 @@ class Objective:
     names: tuple
 
 
-def make_objective(keras, spec, task, outputs) -> Objective:
+def make_objective(keras, spec, task, outputs, probabilities: bool) -> Objective:
+    """`probabilities`: the built model ends in softmax or sigmoid (build.ends_in_probabilities),
+    so with `from_logits: auto` the loss takes probabilities; otherwise logits."""
     from .augment import needs_dense_labels
     from .sections import metric_names
     section = spec.train
-    from_logits = (not ends_in_probabilities(spec)) if section.from_logits == "auto" else section.from_logits
+    from_logits = (not probabilities) if section.from_logits == "auto" else section.from_logits
     binary = outputs == 1
     name = section.loss
     if name == "auto":
@@ -415,12 +418,18 @@ class Trainer:
         self.policy = policy
 
         from .augment import make_augment
+        from .build import build_model, ends_in_probabilities
         from .data import Pipeline, load_data
         self.loaded = load_data(self.spec, self.report.output)
         if self.section.batch_size % self.plan.replicas and self.plan.kind == "multi_worker":
             raise UsageError(f"train.batch_size {self.section.batch_size} is not divisible by the "
                              f"{self.plan.replicas} replicas of this multi-worker run")
-        self.objective = make_objective(keras, self.spec, self.loaded.task, self.loaded.outputs)
+        with self.plan.strategy.scope():
+            self.model = build_model(self.spec, self.report)
+        # logits or probabilities, read from the built model's output layer (whatever the spec's
+        # last entry is): Keras rescues from_logits=True on a softmax only in float32
+        self.objective = make_objective(keras, self.spec, self.loaded.task, self.loaded.outputs,
+                                        ends_in_probabilities(self.model))
         self.augment_on = self.section.augment_on
         if self.augment_on == "auto":
             self.augment_on = "device" if self.plan.accelerator == "gpu" else "data"
@@ -442,7 +451,7 @@ class Trainer:
 
         self.prepare_folder()
         with self.plan.strategy.scope():
-            self.build()
+            self.compile()
         start = self.resume()
         self.say(f"{self.spec.name}: {self.loaded.describe()}; {self.report.params:,} parameters; "
                  f"{self.plan.kind} strategy, {self.plan.replicas} replica{'s' if self.plan.replicas > 1 else ''}"
@@ -465,10 +474,9 @@ class Trainer:
                 self.fit(start, epochs)
         return self.finish()
 
-    def build(self):
-        from .build import build_model
+    def compile(self):
+        """The optimizer with its schedule, and (but for multi_worker's own loop) Keras's compile."""
         keras = self.keras
-        self.model = build_model(self.spec, self.report)
         self.schedule = make_schedule(keras, self.section, self.steps_per_epoch, self.section.epochs)
         optimizer = make_optimizer(keras, self.section, self.schedule)
         if self.plan.kind == "multi_worker":
@@ -795,6 +803,7 @@ class Trainer:
             "task": self.loaded.task, "classes": len(self.loaded.classes), "data": self.loaded.source,
             "strategy": self.plan.kind, "replicas": self.plan.replicas, "replicas_identical": identical,
             "mixed_precision": self.policy, "augment_on": self.augment_on, "seed": self.section.seed,
+            "loss_function": type(self.objective.loss).__name__, "from_logits": self.objective.from_logits,
             "weights_sha256": digest, "skipped_files": [{"file": f, "reason": r} for f, r in self.loaded.skipped],
         })
         self.plot()

@@ -149,7 +149,7 @@ def test_corrupt_image_is_named_or_skipped(tmp_path):
     write_class_folders(tmp_path / "d", classes=2, per_class=4)
     bad = tmp_path / "d" / "class_1" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
-    with pytest.raises(DataError, match=r"broken\.png: is not a readable image"):
+    with pytest.raises(DataError, match=r"broken\.png: not a readable png/jpg/bmp/gif image: "):
         load(spec_of(str(tmp_path / "d"), k=2))
     loaded = load(spec_of(f"{{source: {tmp_path / 'd'}, on_bad: skip}}", k=2))
     assert loaded.train.count + loaded.validation.count == 8

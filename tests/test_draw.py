@@ -160,7 +160,7 @@ def test_an_invalid_spec_is_drawn_with_the_failing_layer_in_red(tmp_path, capsys
     assert main(["draw", str(path), "--out", str(out)]) == 1
     root = ET.parse(out).getroot()
     assert any(r.get("stroke") == "#dc2626" for r in root.iter(f"{SVG}rect"))
-    assert "not a whole number" in capsys.readouterr().out
+    assert "output height and width are not whole numbers" in capsys.readouterr().out
 
 
 def test_the_output_must_be_svg_or_png(tmp_path, capsys):

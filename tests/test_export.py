@@ -91,6 +91,39 @@ layers:
     assert manifest["verified"]["max_abs_diff"] <= 1e-5
 
 
+BLOCK_HEAD_SPEC = """\
+name: small_block
+input: [16, 16, 1]
+blocks:
+  head:
+    layers:
+      - flatten
+      - dropout: 0.3
+      - dense: {units: 10, activation: softmax}
+layers:
+  - conv: {filters: 8, kernel: 3, padding: same, activation: relu}
+  - max_pool: 2
+  - head
+"""
+
+
+def test_a_softmax_inside_a_block_gets_no_second_softmax(tmp_path):
+    """The spec's last entry is a block use whose last layer is a softmax dense layer: export
+    reads the built model's output (build.ends_in_probabilities) and adds no softmax, so the
+    exported probabilities are the trained model's own, not softmax(probabilities)."""
+    import keras
+
+    from cnnbuild.preprocess import preprocess
+    run = make_run(tmp_path / "run", spec_text=BLOCK_HEAD_SPEC, epochs=1)
+    export_run(run, tmp_path / "export")
+    images, _ = digits()
+    probabilities, _ = open_export(tmp_path / "export")(images[:20])
+    model = keras.saving.load_model(run / "model.keras", compile=False)
+    np.testing.assert_allclose(probabilities, model.predict(preprocess(images[:20], (16, 16, 1)), verbose=0),
+                               atol=1e-5, rtol=0)
+    assert probabilities.max() > 0.5          # a second softmax would flatten them towards 1/10
+
+
 def test_failed_verification_keeps_the_previous_export(run, tmp_path):
     out = tmp_path / "savedmodel"
     export_run(run, out)

@@ -56,6 +56,9 @@ CASES = [
     ("depthwise_pad", (7, 7, 3), "- depthwise_conv: {kernel: 3, padding: 1, stride: 2, padding_mode: reflect, bias: false}", ""),
     ("separable", (6, 6, 3), "- separable_conv: {filters: 5, kernel: 3, multiplier: 2, padding: same, activation: relu}", ""),
     ("separable_pad", (8, 8, 2), "- separable_conv: {filters: 4, kernel: 3, padding: [[1, 0], [0, 1]], stride: 2, batchnorm: true}", ""),
+    ("strided_dilated", (11, 11, 3), "- depthwise_conv: {kernel: 3, stride: 2, dilation: 2}\n"
+                                     "- separable_conv: {filters: 2, kernel: 3, stride: 2, dilation: 2, padding: same}", ""),
+    ("transpose_dilated", (4, 4, 3), "- conv_transpose: {filters: 2, kernel: 3, dilation: 2}", ""),
     ("transpose_valid", (4, 4, 3), "- conv_transpose: {filters: 2, kernel: 3, stride: 2}", ""),
     ("transpose_same", (4, 5, 3), "- conv_transpose: {filters: 2, kernel: 2, stride: 2, padding: same, batchnorm: true, activation: relu}", ""),
     # --- pooling: stride defaults to size; explicit padding
@@ -284,6 +287,63 @@ def test_kind(kind):
             _checked.add(case[0])
 
 
+def test_differences_lists_every_count_and_shape_that_disagrees():
+    from cnnbuild.build import differences
+    # the report of one spec against the model of another, with the same layer names:
+    # A: conv 4·(3·3·3 + 1) = 112 → 6×6×4 → flatten 144 → dense 144·2 + 2 = 290: 402, all trainable
+    # B: padding same keeps 8×8×4 and batchnorm adds 4·2 trainable + 4·2 not → flatten 256 → dense 256·2 + 2 = 514:
+    #    112 + 16 + 514 = 642, 634 trainable, 8 not
+    layers = "- conv: {{filters: 4, kernel: 3{}}}\n- flatten\n- dense: 2"
+    report = infer(parse_spec(spec_text((8, 8, 3), layers.format(""))))
+    model = build_model(parse_spec(spec_text((8, 8, 3), layers.format(", padding: same, batchnorm: true"))))
+    assert differences(report, model) == [
+        "parameters: the check counts 402, Keras 642",
+        "trainable parameters: the check counts 402, Keras 634",
+        "non-trainable parameters: the check counts 0, Keras 8",
+        "layer 'conv_1': the check gives [6, 6, 4], Keras [8, 8, 4]",
+        "layer 'flatten_1': the check gives [144], Keras [256]",
+    ]
+    assert differences(report, build_model(parse_spec(spec_text((8, 8, 3), layers.format(""))))) == []
+
+
+# --- argument rules: refused exactly when Keras refuses ----------------------------------
+
+STRIDE_AND_DILATION = {   # each kind with both arguments, and its Keras layer
+    "conv": ("Conv2D", {"filters": 2}), "depthwise_conv": ("DepthwiseConv2D", {}),
+    "separable_conv": ("SeparableConv2D", {"filters": 2}), "conv_transpose": ("Conv2DTranspose", {"filters": 2}),
+}
+
+
+def test_stride_with_dilation_is_refused_exactly_where_keras_refuses_it():
+    import dataclasses
+
+    import keras
+    both = {kind for kind, cls in REGISTRY.items() if {"stride", "dilation"} <= {f.name for f in dataclasses.fields(cls)}}
+    assert both == set(STRIDE_AND_DILATION), "a kind with stride and dilation: add its Keras layer to the table"
+    for kind, (keras_class, extra) in STRIDE_AND_DILATION.items():
+        try:
+            getattr(keras.layers, keras_class)(kernel_size=3, strides=2, dilation_rate=2, **extra)(keras.Input((11, 11, 3)))
+            keras_takes_it = True
+        except ValueError as e:
+            assert "dilation_rate" in str(e)
+            keras_takes_it = False
+        arguments = ", ".join(f"{k}: {v}" for k, v in extra.items())
+        text = spec_text((11, 11, 3), f"- {kind}: {{{arguments + ', ' if arguments else ''}kernel: 3, stride: 2, dilation: 2}}")
+        if keras_takes_it:
+            assert infer(parse_spec(text)).valid, kind
+        else:
+            with pytest.raises(SpecError, match=f"Keras's {kind} does not support both at once"):
+                parse_spec(text)
+
+
+def test_activation_alpha_only_where_it_means_something():
+    # leaky_relu's negative slope and elu's scale; Keras's other activations take no alpha
+    for function in ("leaky_relu", "elu"):
+        parse_spec(spec_text((4, 4, 1), f"- activation: {{function: {function}, alpha: 0.3}}"))
+    with pytest.raises(SpecError, match=r"spec>:4:41: layers\[0\]\.activation\.alpha: alpha 0.3 has no effect on relu"):
+        parse_spec(spec_text((4, 4, 1), "- activation: {function: relu, alpha: 0.3}"))
+
+
 # --- values, worked out by hand -------------------------------------------------------
 
 def _model(shape, layers, blocks="", extra=""):
@@ -426,11 +486,15 @@ def test_rounding_floor_warns_with_rows_and_columns_dropped():
                          ("", "- conv: {filters: 1, kernel: 3, stride: 3, rounding: floor}")):
         report = infer(parse_spec(spec_text((7, 7, 1), layer, extra=extra), "r.yaml"))
         assert report.valid and report.output == (2, 2, 1)          # ⌊(7 − 3)/3⌋ + 1 = 2
-        texts = [w.message for w in report.warnings]
-        assert len(texts) == 2
-        assert "(7 − 3 + 2·0)/3 + 1 = 2.33" in texts[0] and "leaves 1 row unread" in texts[0]
-        assert "leaves 1 column unread" in texts[1]
-        assert all(w.where.line == 4 + extra.count("\n") for w in report.warnings)   # the conv's line
+        [warning] = report.warnings                                  # height and width alike: one warning
+        assert warning.message == ("conv 'conv_1': height and width: (7 − 3 + 2·0)/3 + 1 = 2.33; rounding: floor keeps 2 "
+                                   "and leaves 1 row and 1 column unread")      # (7 − 3) mod 3 = 1
+        assert warning.where.line == 4 + extra.count("\n")          # the conv's line
+    # a height and width that fail differently are two findings: (7 − 3)/3 leaves 1 row, (8 − 3)/3 leaves 2 columns
+    report = infer(parse_spec(spec_text((7, 8, 1), "- conv: {filters: 1, kernel: 3, stride: 3}", extra="rounding: floor\n")))
+    assert [w.message.split(": ", 1)[1] for w in report.warnings] == [
+        "height: (7 − 3 + 2·0)/3 + 1 = 2.33; rounding: floor keeps 2 and leaves 1 row unread",
+        "width: (8 − 3 + 2·0)/3 + 1 = 2.67; rounding: floor keeps 2 and leaves 2 columns unread"]
     report = infer(parse_spec(spec_text((7, 7, 1), "- conv: {filters: 1, kernel: 3, stride: 3, rounding: exact}",
                                         extra="rounding: floor\n")))
     assert not report.valid     # a layer's own rounding wins over the spec's

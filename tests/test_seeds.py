@@ -49,15 +49,28 @@ def test_7x7_input_3x3_filter_whole_strides(stride, size):
 def test_7x7_input_3x3_filter_stride_3_cannot_be_applied():
     report = report_of((7, 7, 1), "conv: {filters: 1, kernel: 3, stride: 3}")
     assert not report.valid
-    height = report.errors[0]
-    assert "2.33" in height.message and "(7 − 3 + 2·0)/3 + 1" in height.message
-    assert "not a whole number" in height.message
-    # the hint offers a fix that works: padding 1 → (7 − 3 + 2)/3 + 1 = 3, stride 2 → 3
-    assert "padding: 1 gives 3" in height.hint and "stride: 2 gives 3" in height.hint
-    assert "rounding: floor" in height.hint
-    assert (height.where.line, height.where.column) == (4, 5)
+    [both] = report.errors      # height and width fail alike: one error naming both
+    assert "output height and width are not whole numbers: (7 − 3 + 2·0)/3 + 1 = 2.33" in both.message
+    # the hint offers fixes that work: padding 1 → (7 − 3 + 2)/3 + 1 = 3, stride 2 → 3
+    assert "padding: 1 gives 3" in both.hint and "stride: 2 gives 3" in both.hint
+    assert "or rounding: floor drops 1 row and 1 column" in both.hint
+    assert (both.where.line, both.where.column) == (4, 5)
     fixed = report_of((7, 7, 1), "conv: {filters: 1, kernel: 3, stride: 3, padding: 1}")
     assert fixed.valid and fixed.output == (3, 3, 1)
+
+
+def test_stride_2_over_an_even_size_is_fixed_by_uneven_or_same_padding():
+    # (32 − 3 + 2P)/2 + 1: 29 + 2P is odd for every P, so no symmetric padding helps; one more row and
+    # column at the end gives (32 − 3 + 1)/2 + 1 = 16, as does 'same': ⌈32/2⌉ = 16
+    report = report_of((32, 32, 3), "conv: {filters: 8, kernel: 3, stride: 2}")
+    [both] = report.errors
+    assert "output height and width are not whole numbers: (32 − 3 + 2·0)/2 + 1 = 15.50" in both.message
+    assert both.hint == ("padding: [[0, 1], [0, 1]] gives 16; padding: same gives ⌈32/2⌉ = 16; stride: 1 gives 30; "
+                         "or rounding: floor drops 1 row and 1 column")
+    for padding in ("[[0, 1], [0, 1]]", "same"):        # the fixes offered, held to Keras
+        fixed = f"conv: {{filters: 8, kernel: 3, stride: 2, padding: {padding}}}"
+        assert report_of((32, 32, 3), fixed).output == (16, 16, 8)
+        assert build_model(spec((32, 32, 3), fixed)).output_shape == (None, 16, 16, 8)
 
 
 @pytest.mark.parametrize("kernel, padding", [(3, 1), (5, 2), (7, 3)])
@@ -89,6 +102,30 @@ def test_receptive_field_grows_with_stacking_and_stride():
     report = report_of((32, 32, 1), "conv: {filters: 1, kernel: 3, stride: 2, padding: same}",
                        "conv: {filters: 1, kernel: 3, padding: same}")
     assert [r.receptive_field for r in report.rows] == [(3, 3), (7, 7)]
+
+
+def test_receptive_field_through_pools_and_a_squeeze_and_excitation():
+    # RF_next = RF + (F − 1)·jump, jump_next = jump·S. Two 3×3 convolutions: 3, 3 + 2 = 5; a 2×2/2 pool:
+    # 5 + 1 = 6 (jump 2); a 3×3 conv after it: 6 + 2·2 = 10. VGG's conv, pool, conv: 3, 4, 4 + 2·2 = 8.
+    conv = "conv: {filters: 2, kernel: 3, padding: same}"
+    report = report_of((32, 32, 1), conv, conv, "max_pool: 2", conv)
+    assert [r.receptive_field for r in report.rows] == [(3, 3), (5, 5), (6, 6), (10, 10)]
+    report = report_of((32, 32, 1), conv, "max_pool: 2", conv)
+    assert [r.receptive_field for r in report.rows] == [(3, 3), (4, 4), (8, 8)]
+    # squeeze-and-excitation: the pooled 1×1 branch depends on the whole 32×32 image, so every element of
+    # the product does too, and so does every element after it: 32×32, never more (not 96, 160)
+    report = report_of((32, 32, 3), "conv: {name: feat, filters: 8, kernel: 3, padding: same}",
+                       "global_avg_pool: {keepdims: true}", "multiply: {with: [feat]}", conv,
+                       "conv: {filters: 2, kernel: 3, stride: 2, padding: same}", conv)
+    assert [r.receptive_field for r in report.rows] == [(3, 3)] + [(32, 32)] * 5
+    # a broadcast 1×1 input sets no spacing: here a 4×4/4 window (field 4, jump 4, not a global pool)
+    # times a 1×1 conv's map (field 1, jump 1) has field 4 and jump 1, so a 3×3 after it: 4 + 2·1 = 6
+    report = report_of((4, 4, 1), "conv: {name: feat, filters: 1, kernel: 1}", "conv: {filters: 1, kernel: 4, stride: 4}",
+                       "multiply: {with: [feat]}", conv)
+    assert [r.receptive_field for r in report.rows] == [(1, 1), (4, 4), (4, 4), (6, 6)]
+    # a residual sum keeps the larger of its two fields: body 3 + 2 = 5 over the identity's 3
+    report = report_of((16, 16, 1), conv, f"residual: {{body: [{conv}]}}")
+    assert [r.receptive_field for r in report.rows] == [(3, 3), (5, 5), (5, 5)]
 
 
 POOL_INPUT = [[2, -4, 2, 2],

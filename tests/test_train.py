@@ -152,6 +152,72 @@ def test_a_run_writes_the_run_folder(tmp_path, capsys):
     assert Image.open(out / runfolder.CURVES).format == "PNG"
 
 
+def test_relative_paths_are_the_spec_s_and_the_run_folder_is_self_contained(tmp_path, capsys, monkeypatch):
+    """A spec's relative data path and backbone spec and weights are read from its own
+    folder, whatever the working directory; the spec.yaml the run writes names them as
+    absolute paths, so evaluate and export read the run folder from anywhere, and the same
+    command from another folder resumes the same run."""
+    import yaml
+
+    from cnnbuild import build_model
+    from sklearn.datasets import load_digits
+    project = tmp_path / "project"
+    for folder in (project / "specs" / "base", project / "data", project / "weights", tmp_path / "elsewhere",
+                   tmp_path / "third"):
+        folder.mkdir(parents=True)
+    digits = load_digits()
+    np.savez(project / "data" / "digits.npz", x=np.round(digits.images * 255 / 16).astype(np.uint8), y=digits.target)
+    base = project / "specs" / "base" / "base.yaml"
+    base.write_text("name: base\ninput: [8, 8, 1]\nlayers:\n  - conv: {filters: 8, kernel: 3, padding: same, "
+                    "activation: relu}\n  - flatten\n  - dense: {units: 10, activation: softmax}\n", encoding="utf-8")
+    build_model(load_spec(base)).save_weights(project / "weights" / "base.weights.h5")
+    spec = project / "specs" / "net.yaml"
+    spec.write_text("name: net\ninput: [8, 8, 1]\ndata: {source: npz, path: ../data/digits.npz, validation_split: 0.25}\n"
+                    "layers:\n  - backbone: {spec: base/base.yaml, weights: ../weights/base.weights.h5, freeze: true}\n"
+                    "  - flatten\n  - dense: {units: 10, activation: softmax}\ntrain: {epochs: 2, batch_size: 64}\n",
+                    encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    status, _, err = train_cli(capsys, "../project/specs/net.yaml", "--out", "run", "--epochs", "1")
+    assert status == 0, err
+    run = tmp_path / "elsewhere" / "run"
+    written = yaml.safe_load((run / runfolder.SPEC).read_text(encoding="utf-8"))
+    assert written["data"]["path"] == str(project / "data" / "digits.npz")
+    assert written["layers"][0]["backbone"] == {"spec": str(base), "weights": str(project / "weights" / "base.weights.h5"),
+                                                "freeze": True}
+    monkeypatch.chdir(tmp_path / "third")
+    assert main(["evaluate", str(run), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["count"] == metrics(run)["validation_images"] == 449
+    assert evaluated["accuracy"] == pytest.approx(metrics(run)["val_accuracy"], abs=1e-6)
+    assert main(["export", str(run)]) == 0 and "verified" in capsys.readouterr().out
+    monkeypatch.chdir(project)                        # the same run, named from its project folder: resumed
+    status, stdout, err = train_cli(capsys, "specs/net.yaml", "--out", run)
+    assert status == 0, err
+    assert "resuming after epoch 1 of 2" in stdout and [int(r["epoch"]) for r in history(run)] == [1, 2]
+
+
+@pytest.mark.parametrize("dotted, value, expected", [
+    ("data.source", "pictures", "{cwd}/pictures"),              # --data pictures
+    ("data", "pictures/*.tfrec", "{cwd}/pictures/*.tfrec"),     # a glob stays a glob
+    ("data.validation.path", "../held", "{parent}/held"),
+    ("data.data_dir", "~/tfds", "{home}/tfds"),
+    ("layers.0.backbone.weights", "w.weights.h5", "{cwd}/w.weights.h5"),
+    ("data.source", "digits", "digits"), ("data.source", "tfds:mnist", "tfds:mnist"),
+    ("data.source", "digts", "digts"),                          # a typo: left for the parser to report
+    ("data.samples", "2000", "2000"), ("layers.0.conv.name", "pictures", "pictures"),
+    ("blocks.b.layers.0.backbone.spec", "$spec", "$spec"),     # a block parameter, substituted later
+    ("data.path", "/data/x.npz", "/data/x.npz"),
+])
+def test_command_line_paths_are_read_from_the_working_directory(tmp_path, monkeypatch, dotted, value, expected):
+    from cnnbuild.errors import Where
+    from cnnbuild.sections import absolute_paths
+    from cnnbuild.source import Node
+    monkeypatch.chdir(tmp_path)
+    node = Node(value, Where("--set", 1, 1, dotted))
+    absolute_paths(node, tuple(dotted.split(".")))
+    assert node.value == expected.format(cwd=tmp_path, parent=tmp_path.parent, home=Path.home())
+
+
 def test_on_a_terminal_progress_is_keras_s_bar(tmp_path, capsys):
     import io
 
@@ -314,6 +380,77 @@ def test_bfloat16_jit_steps_per_execution_and_device_augmentation(tmp_path, caps
     saved = keras.saving.load_model(out / runfolder.MODEL, compile=False)
     assert all(layer.dtype_policy.name == "float32" for layer in saved.layers)
     assert saved.name == "tiny"                                             # the model, not the training wrapper
+
+
+# ── logits or probabilities: read from the built model ─────────────────────────────────────
+
+BLOCK_HEAD = TINY.replace("""layers:
+  - conv: {filters: 8, kernel: 3, padding: same, activation: relu}
+  - flatten
+  - dropout: 0.1
+  - dense: {units: 10, activation: softmax}
+""", """blocks:
+  head:
+    params: {classes: required}
+    layers:
+      - dropout: 0.1
+      - dense: {units: $classes, activation: softmax}
+layers:
+  - conv: {filters: 8, kernel: 3, padding: same, activation: relu}
+  - flatten
+  - head: {classes: 10}
+""")
+FINE_TUNE = """\
+name: fine
+input: [8, 8, 1]
+layers:
+  - backbone: {spec: tiny.yaml, include_top: true}
+augment:
+  - translate: 0.1
+train:
+  epochs: 3
+  batch_size: 64
+"""
+LAST_LAYERS = {     # the spec's last entries → does the built model end in probabilities?
+    "dense softmax": ("- flatten\n  - dense: {units: 10, activation: softmax}", True),
+    "dense logits": ("- flatten\n  - dense: 10", False),
+    "softmax layer": ("- flatten\n  - dense: 10\n  - softmax", True),
+    "activation linear": ("- flatten\n  - dense: {units: 10, activation: softmax}\n  - activation: linear", True),
+    "relu after softmax": ("- flatten\n  - dense: {units: 10, activation: softmax}\n  - relu", False),
+    "sigmoid": ("- flatten\n  - dense: {units: 1, activation: sigmoid}", True),
+    "conv batchnorm softmax": ("- conv: {filters: 4, kernel: 1, batchnorm: true, activation: softmax}", True),
+    "repeat": ("- flatten\n  - repeat: {times: 2, layers: [{dense: {units: 10, activation: softmax}}]}", True),
+    "residual logits": ("- residual: {body: [{conv: {filters: 1, kernel: 3, padding: same}}]}", False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LAST_LAYERS))
+def test_ends_in_probabilities_follows_the_built_graph(case):
+    from cnnbuild import build_model
+    from cnnbuild.build import ends_in_probabilities
+    layers, expected = LAST_LAYERS[case]
+    model = build_model(parse_spec(f"name: n\ninput: [8, 8, 1]\nlayers:\n  {layers}\n"))
+    assert ends_in_probabilities(model) is expected
+
+
+@pytest.mark.parametrize("variant", ["block", "backbone"])
+def test_a_softmax_inside_a_block_or_backbone_trains_like_the_plain_spec(tmp_path, capsys, variant):
+    """The spec's last entry is a block use or a backbone with its top, both ending in a
+    softmax dense layer: the loss must take probabilities (from_logits false), so one epoch
+    gives the plain spec's loss and weights (same seed). In bfloat16, where Keras cannot
+    recover the softmax's logits, deciding from the spec's last entry (from_logits true)
+    gave loss 2.2864 here instead of 2.1847."""
+    plain = write_spec(tmp_path)                                   # tiny.yaml, the backbone's spec too
+    other = write_spec(tmp_path, BLOCK_HEAD if variant == "block" else FINE_TUNE, f"{variant}.yaml")
+    for spec, out in ((plain, "plain"), (other, variant)):
+        status, _, err = train_cli(capsys, spec, "--out", tmp_path / out, "--epochs", "1",
+                                   "--set", "train.mixed_precision=bfloat16")
+        assert status == 0, err
+    expected, got = metrics(tmp_path / "plain"), metrics(tmp_path / variant)
+    assert got["from_logits"] is False and expected["from_logits"] is False
+    assert got["loss_function"] == "SparseCategoricalCrossentropy"
+    assert got["loss"] == pytest.approx(expected["loss"], rel=1e-6) and got["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-6)
+    assert got["weights_sha256"] == expected["weights_sha256"]
 
 
 # ── end to end, in their own processes ────────────────────────────────────────────────────

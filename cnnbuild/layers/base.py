@@ -32,11 +32,13 @@ def register(name: str):
 class Tensor:
     """A tensor as the checker sees it: shape without the batch axis, and the receptive
     field (rows, columns of the input image) of one element with the spacing between
-    neighbouring elements in input pixels (`jump`)."""
+    neighbouring elements in input pixels (`jump`). `whole`: every element depends on the
+    whole image (after a global pool, flatten or dense, or a merge with such a tensor)."""
 
     shape: tuple
     rf: tuple = (1, 1)
     jump: tuple = (1.0, 1.0)
+    whole: bool = False
 
     @property
     def spatial(self) -> bool:
@@ -128,29 +130,67 @@ def window(ins_shape, kernel, stride, padding, dilation, ctx, what="output"):
             rule += f" × ⌈{w}/{stride[1]}⌉ = {ow}, pads {pw[0]}+{pw[1]}"
         return oh, ow, rule, (ph, pw)
     pads = ((0, 0), (0, 0)) if padding == "valid" else padding
-    sizes, rules = [], []
-    for axis, (n, f, s, p, d) in enumerate(zip((h, w), kernel, stride, pads, dilation)):
+    axes = list(zip((h, w), kernel, stride, pads, dilation))
+    values, rules = [], []
+    for axis, (n, f, s, p, d) in enumerate(axes):
         value, rule = shapes.window_output(n, f, s, p[0] + p[1], d)
-        label = ("height", "width")[axis]
         if value < 1:
-            raise Invalid(f"{what} {label} would be {rule.split('= ')[-1]}: the {shapes.effective_kernel(f, d)}-wide window "
+            raise Invalid(f"{what} {AXES[axis]} would be {rule.split('= ')[-1]}: the {shapes.effective_kernel(f, d)}-wide window "
                           f"does not fit in {n}{' + padding ' + str(p[0] + p[1]) if p[0] + p[1] else ''}",
                           "use a smaller kernel, add padding, or remove a downsampling layer before this one")
-        if value.denominator != 1:
-            if ctx.rounding == "floor":
-                drop = shapes.floor_drop(n, f, s, p[0] + p[1], d)
-                ctx.warn(f"{label}: {rule}; rounding: floor keeps {int(value)} and leaves "
-                         f"{drop} {'row' if axis == 0 else 'column'}{'s' if drop != 1 else ''} unread")
-            else:
-                fixes = shapes.fixes_for_whole(n, f, s, p[0] + p[1], d)
-                drop = shapes.floor_drop(n, f, s, p[0] + p[1], d)
-                fixes.append(f"or rounding: floor drops {drop} {'row' if axis == 0 else 'column'}{'s' if drop != 1 else ''}")
-                ctx.error(f"{what} {label} is not a whole number: {rule}: the filter cannot be applied evenly",
-                          "; ".join(fixes))
-        sizes.append(int(value))
+        values.append(value)
         rules.append(rule)
+    fractional = [axis for axis in (0, 1) if values[axis].denominator != 1]
+    # height and width that fail with the same numbers are one finding, not two alike
+    for group in [fractional] if len(fractional) == 2 and axes[0] == axes[1] else [[axis] for axis in fractional]:
+        _not_whole(group, axes, values[group[0]], rules[group[0]], pads, stride, ctx, what)
     rule = rules[0] if rules[0] == rules[1] else f"{rules[0]} × {rules[1]}"
-    return sizes[0], sizes[1], rule, pads
+    return int(values[0]), int(values[1]), rule, pads   # int() floors, as rounding: floor keeps
+
+
+AXES = ("height", "width")
+LINES = ("row", "column")
+
+
+def _not_whole(group, axes, value, rule, pads, strides, ctx, what):
+    """A fractional output size on the axes in `group` (two when they fail alike): a warning
+    under rounding: floor, else an error whose hint lists changes that make it whole."""
+    n, f, s, p, d = axes[group[0]]
+    label = " and ".join(AXES[axis] for axis in group)
+    drop = shapes.floor_drop(n, f, s, p[0] + p[1], d)
+    dropped = " and ".join(f"{drop} {LINES[axis]}{'s' if drop != 1 else ''}" for axis in group)
+    if ctx.rounding == "floor":
+        ctx.warn(f"{label}: {rule}; rounding: floor keeps {int(value)} and leaves {dropped} unread")
+        return
+    fixes = []
+    for pad in shapes.whole_paddings(n, f, s, p, d):
+        padding = tuple(pad if axis in group else pads[axis] for axis in (0, 1))
+        fixes.append(f"padding: {padding_text(padding)} gives {shapes.window_output(n, f, s, sum(pad), d)[0]}")
+    fixes.append(f"padding: same gives ⌈{n}/{s}⌉ = {shapes.same_output(n, s)}")
+    for stride in shapes.whole_strides(n, f, s, p[0] + p[1], d):
+        changed = tuple(stride if axis in group else strides[axis] for axis in (0, 1))
+        fixes.append(f"stride: {pair_text(changed)} gives {shapes.window_output(n, f, stride, p[0] + p[1], d)[0]}")
+    fixes.append(f"or rounding: floor drops {dropped}")
+    verb = "are not whole numbers" if len(group) == 2 else "is not a whole number"
+    ctx.error(f"{what} {label} {verb}: {rule}: the filter cannot be applied evenly", "; ".join(fixes))
+
+
+def pair_text(pair) -> str:
+    """An [h, w] argument as a spec writes it: (2, 2) → '2', (1, 2) → '[1, 2]'."""
+    return str(pair[0]) if pair[0] == pair[1] else f"[{pair[0]}, {pair[1]}]"
+
+
+def padding_text(pads) -> str:
+    """((top, bottom), (left, right)) as a spec writes it: the shortest of P, [ph, pw] and
+    [[top, bottom], [left, right]].
+
+    >>> padding_text(((1, 1), (1, 1))), padding_text(((1, 1), (0, 0))), padding_text(((0, 1), (0, 1)))
+    ('1', '[1, 0]', '[[0, 1], [0, 1]]')
+    """
+    (top, bottom), (left, right) = pads
+    if top == bottom and left == right:
+        return pair_text((top, left))
+    return f"[[{top}, {bottom}], [{left}, {right}]]"
 
 
 def fields_of(obj) -> dict:

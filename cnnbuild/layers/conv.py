@@ -7,7 +7,7 @@ Parameters per layer, as the seeds count them: K · (F·F·C_in + 1) for K filte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
 from .. import shapes
 from ..errors import Invalid
@@ -90,11 +90,14 @@ def keras_padding(x, shape, padding, mode, kernel, stride, dilation, ctx, fill=0
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConvBase(Kind):
+class Convolution(Kind):
+    """What every convolution (transposed ones too) shares, and the one place of Keras's rule
+    on strides with dilation: Conv2D and Conv2DTranspose refuse `strides > 1` with
+    `dilation_rate > 1`; DepthwiseConv2D and SeparableConv2D take both (Keras decomposes them)."""
+
+    strided_dilation: ClassVar[bool] = False   # does the Keras layer take strides > 1 with dilation > 1?
     kernel: Pair = (3, 3)
     stride: Pair = (1, 1)
-    padding: Padding = "valid"
-    padding_mode: PaddingMode = "zeros"
     dilation: Pair = (1, 1)
     activation: Optional[Activation] = None
     bias: bool = True
@@ -102,9 +105,18 @@ class ConvBase(Kind):
     initializer: Initializer = "glorot_uniform"
 
     def __post_init__(self):
-        if self.dilation != (1, 1) and self.stride != (1, 1):
-            raise Invalid(f"dilation {list(self.dilation)} with stride {list(self.stride)}: Keras does not support both at once",
-                          "use stride: 1 with dilation, or dilation: 1 with stride")
+        if self.dilation != (1, 1) and self.stride != (1, 1) and not self.strided_dilation:
+            raise Invalid(f"dilation {list(self.dilation)} with stride {list(self.stride)}: Keras's {self.kind} does not "
+                          f"support both at once", "use stride: 1 with dilation, or dilation: 1 with stride")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvBase(Convolution):
+    padding: Padding = "valid"
+    padding_mode: PaddingMode = "zeros"
+
+    def __post_init__(self):
+        super().__post_init__()
         if self.padding_mode != "zeros" and self.padding == "valid":
             raise Invalid(f"padding_mode: {self.padding_mode} has no effect with padding: valid",
                           "give padding (an int, or 'same'), or remove padding_mode")
@@ -204,6 +216,7 @@ class DepthwiseConv(ConvBase):
 
     multiplier: PositiveInt = 1
     main = "kernel"
+    strided_dilation = True
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "depthwise_conv")
@@ -239,6 +252,7 @@ class SeparableConv(ConvBase):
     filters: PositiveInt
     multiplier: PositiveInt = 1
     main = "filters"
+    strided_dilation = True
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "separable_conv")
@@ -264,7 +278,7 @@ class SeparableConv(ConvBase):
 
 @register("conv_transpose")
 @dataclass(frozen=True, kw_only=True)
-class ConvTranspose(Kind):
+class ConvTranspose(Convolution):
     """A transposed convolution (learned upsampling, as in U-Net's decoder).
 
     Output size, as Keras computes it: 'valid' → N·S + max(F − S, 0); 'same' → N·S.
@@ -278,13 +292,7 @@ class ConvTranspose(Kind):
 
     filters: PositiveInt
     kernel: Pair = (2, 2)
-    stride: Pair = (1, 1)
     padding: Literal["valid", "same"] = "valid"
-    dilation: Pair = (1, 1)
-    activation: Optional[Activation] = None
-    bias: bool = True
-    batchnorm: Union[bool, BatchNorm] = False
-    initializer: Initializer = "glorot_uniform"
     main = "filters"
 
     def infer(self, ins, ctx):

@@ -119,6 +119,9 @@ class Dropout(Kind):
         return kind(self.rate, name=ctx.name)(ins[0])
 
 
+ALPHA_FUNCTIONS = ("leaky_relu", "elu")   # the activations activation_layer gives an alpha to
+
+
 @register("activation")
 @dataclass(frozen=True, kw_only=True)
 class ActivationLayer(Kind):
@@ -132,6 +135,12 @@ class ActivationLayer(Kind):
     function: Activation
     alpha: Optional[float] = None
     main = "function"
+
+    def __post_init__(self):
+        if self.alpha is not None and self.function not in ALPHA_FUNCTIONS:
+            raise Invalid(f"alpha {self.alpha} has no effect on {self.function}: alpha applies only to leaky_relu "
+                          "(the negative slope) and elu (the scale)",
+                          "remove alpha, or use function: leaky_relu or elu", field="alpha")
 
     def infer(self, ins, ctx):
         return Out(ins[0].shape)
