@@ -18,7 +18,7 @@ from .errors import Invalid, Problem, SpecError, Where
 from .expr import substitute
 from .fields import Range, coerce, did_you_mean, parse_fields
 from .layers import REGISTRY
-from .layers.base import Layer
+from .layers.base import PARTS, Layer
 from .layers.composite import BlockUse, Repeat
 from .sections import Data, Train, parse_sections
 from .source import Node
@@ -130,6 +130,7 @@ def from_node(root: Node, overrides=None, prefix: str = "") -> Spec:
         root_scope.names["input"] = f"{prefix}_input" if prefix else "input"
         parser.used.add(root_scope.names["input"])
         layers = parser.sequence(top["layers"], root_scope)
+        parser.check_parts()
     data, augment, train = parse_sections(top, shape, problems)
     if problems:
         raise SpecError(problems)
@@ -270,6 +271,7 @@ class _Parser:
     def __init__(self, file, blocks, problems):
         self.file, self.blocks, self.problems = file, blocks, problems
         self.used: set[str] = set()
+        self.where_of: dict = {}   # unique layer name → where it is defined
         self.count = 0
         self.expanding: list[str] = []
         self.nesting = 0           # how many layer lists enclose the one being parsed
@@ -454,10 +456,20 @@ class _Parser:
                 self.error(values["trainable"].where, f"'trainable' {e.message}", e.hint)
                 ok = False
         scope.names[local] = name
+        self.where_of.setdefault(name, args_node.where)
         if scope.owner and scope.owner not in self.owners.setdefault(local, []):
             self.owners[local].append(scope.owner)
         self.used.add(name)
         return (name, inputs, rounding, trainable) if ok else None
+
+    def check_parts(self):
+        """A user's name must not be one the builder gives a layer's extra Keras layers
+        (conv 'c' with batchnorm also builds 'c_bn'): Keras would refuse the model."""
+        for name, where in self.where_of.items():
+            base, _, part = name.rpartition("_")
+            if part in PARTS and base in self.used:
+                self.error(where, f"name '{name}' is reserved for the {part} layer that '{base}' may build in Keras",
+                           f"choose another name, e.g. '{base}_{part}2' or '{part}_of_{base}'")
 
     def _reference(self, ref, where, scope, exclude=None):
         target = scope.resolve(ref)

@@ -9,6 +9,7 @@ Composite kinds also implement `children()` and call `ctx.run(...)` for their su
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -103,6 +104,18 @@ class Kind:
 Activation = Literal[
     "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "swish", "silu", "sigmoid",
     "hard_sigmoid", "hard_swish", "tanh", "softmax", "softplus", "softsign", "mish"]
+# The extra Keras layers one spec layer may become are named after it: conv 'c' with batchnorm
+# and relu builds 'c', 'c_bn', 'c_relu'. The spec parser refuses user names of that form.
+PARTS = frozenset(("bn", "pad", "add", "shortcut", "avg", "preprocess", *typing.get_args(Activation)))
+
+
+def part_name(name: str, part: str) -> str:
+    """The Keras name of one extra piece of spec layer `name`."""
+    if part not in PARTS:
+        raise ValueError(f"layer part {part!r} is not in PARTS")
+    return f"{name}_{part}"
+
+
 Initializer = Literal[
     "glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
     "random_normal", "random_uniform", "truncated_normal", "zeros", "ones", "orthogonal"]

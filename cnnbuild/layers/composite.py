@@ -7,7 +7,7 @@ from typing import Literal, Optional, Union
 
 from ..errors import Invalid
 from ..fields import Branches, Layers, PositiveInt
-from .base import Activation, Kind, Out, register
+from .base import Activation, Kind, Out, part_name, register
 
 
 @register("inception")
@@ -104,7 +104,7 @@ class Residual(Kind):
         if not self.activation or self.activation == "linear":
             return ctx.keras.layers.Add(name=ctx.name)([body, short])
         from .conv import activation_layer
-        out = ctx.keras.layers.Add(name=f"{ctx.name}_add")([body, short])
+        out = ctx.keras.layers.Add(name=part_name(ctx.name, "add"))([body, short])
         return activation_layer(ctx, self.activation, ctx.name)(out)
 
 
@@ -118,7 +118,7 @@ def projection(layer, residual, channels: int, stride: int) -> tuple:
     bias = convs[0].bias if convs else True
     # 'same' on a 1×1 kernel pads nothing and gives ⌈N/S⌉, the size a 'same' body gives
     conv = Conv(filters=channels, kernel=(1, 1), stride=(stride, stride), padding="same", bias=bias, batchnorm=batchnorm)
-    return (Layer(conv, f"{layer.name}_shortcut", (), layer.where, trainable=layer.trainable),)
+    return (Layer(conv, part_name(layer.name, "shortcut"), (), layer.where, trainable=layer.trainable),)
 
 
 @register("repeat")

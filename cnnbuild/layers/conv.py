@@ -12,7 +12,7 @@ from typing import ClassVar, Literal, Optional, Union
 from .. import shapes
 from ..errors import Invalid
 from ..fields import Padding, Pair, PositiveInt
-from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, register, window
+from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, part_name, register, window
 from .core import BatchNorm, batchnorm_counts
 
 
@@ -34,9 +34,9 @@ def finish(x, args, ctx, channels_name="filters"):
     keras = ctx.keras
     bn = _batchnorm_args(args.batchnorm)
     if bn:
-        x = bn.keras_layer(ctx, f"{ctx.name}_bn")(x)
+        x = bn.keras_layer(ctx, part_name(ctx.name, "bn"))(x)
     if args.activation and args.activation != "linear":
-        x = activation_layer(ctx, args.activation, f"{ctx.name}_{args.activation}")(x)
+        x = activation_layer(ctx, args.activation, part_name(ctx.name, args.activation))(x)
     return x
 
 
@@ -85,8 +85,8 @@ def keras_padding(x, shape, padding, mode, kernel, stride, dilation, ctx, fill=0
     if mode == "zeros" and fill == 0.0 and pads == same:
         return x, "same"
     if mode == "zeros" and fill == 0.0:
-        return keras.layers.ZeroPadding2D(pads, name=f"{ctx.name}_pad")(x), "valid"
-    return ctx.custom.Pad2D(pads, mode=mode, value=fill, name=f"{ctx.name}_pad")(x), "valid"
+        return keras.layers.ZeroPadding2D(pads, name=part_name(ctx.name, "pad"))(x), "valid"
+    return ctx.custom.Pad2D(pads, mode=mode, value=fill, name=part_name(ctx.name, "pad"))(x), "valid"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,7 +193,7 @@ class Conv(ConvBase):
         if self.connections is not None:
             if padding == "same":
                 x, padding = keras.layers.ZeroPadding2D(explicit_pads(ctx.shape(ins[0]), "same", self.kernel, self.stride,
-                                                                     self.dilation), name=f"{ctx.name}_pad")(x), "valid"
+                                                                     self.dilation), name=part_name(ctx.name, "pad"))(x), "valid"
             x = ctx.custom.TableConv2D(self.filters, self.kernel, self.connections, strides=self.stride,
                                        use_bias=self.bias, kernel_initializer=self.initializer, name=ctx.name)(x)
             return finish(x, self, ctx)

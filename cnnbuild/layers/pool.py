@@ -10,7 +10,7 @@ from typing import Optional
 
 from ..errors import Invalid
 from ..fields import Padding, Pair
-from .base import Kind, Out, need_spatial, register, window
+from .base import Kind, Out, need_spatial, part_name, register, window
 from .conv import explicit_pads, keras_padding
 
 
@@ -63,7 +63,7 @@ class AvgPool(Pool):
         x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, "zeros", self.size, self.strides, (1, 1), ctx)
         if self.padding not in ("valid", "same") and padding == "same":  # explicit zeros count in the mean
             x = ctx.keras.layers.ZeroPadding2D(explicit_pads(ctx.shape(ins[0]), self.padding, self.size, self.strides, (1, 1)),
-                                               name=f"{ctx.name}_pad")(x)
+                                               name=part_name(ctx.name, "pad"))(x)
             padding = "valid"
         return ctx.keras.layers.AveragePooling2D(self.size, strides=self.strides, padding=padding, name=ctx.name)(x)
 
@@ -82,8 +82,8 @@ class SumPool(Pool):
         x = ins[0]
         pads = explicit_pads(ctx.shape(x), self.padding, self.size, self.strides, (1, 1))
         if pads != ((0, 0), (0, 0)):
-            x = keras.layers.ZeroPadding2D(pads, name=f"{ctx.name}_pad")(x)
-        x = keras.layers.AveragePooling2D(self.size, strides=self.strides, padding="valid", name=f"{ctx.name}_avg")(x)
+            x = keras.layers.ZeroPadding2D(pads, name=part_name(ctx.name, "pad"))(x)
+        x = keras.layers.AveragePooling2D(self.size, strides=self.strides, padding="valid", name=part_name(ctx.name, "avg"))(x)
         return keras.layers.Rescaling(float(self.size[0] * self.size[1]), name=ctx.name)(x)
 
 
