@@ -1,16 +1,36 @@
 """cnnbuild: describe a CNN in YAML, check it instantly, build the identical Keras model,
-train it, export it.
+train it, export it. The Python API is the command line's:
 
-    spec = cnnbuild.load_spec("specs/lenet5.yaml")   # YAML → Spec (validated)
-    report = cnnbuild.check(spec)                   # Spec → Report (no TensorFlow)
-    model = cnnbuild.build_model(spec)              # Spec → keras.Model
+    spec = cnnbuild.load_spec("specs/lenet5.yaml")    # YAML → Spec (validated)
+    report = cnnbuild.check(spec)                    # Spec → Report (no TensorFlow)
+    model = cnnbuild.build_model(spec)               # Spec → keras.Model
+    cnnbuild.train("specs/lenet5.yaml", out="runs/lenet5")          # → run folder
+    cnnbuild.export_run("runs/lenet5")                               # → verified SavedModel
+    cnnbuild.predict_files("runs/lenet5/export/savedmodel", ["a.png"])
+    cnnbuild.evaluate_run("runs/lenet5")
+    cnnbuild.draw(spec, "lenet5.svg"); cnnbuild.spec_schema()
+
+Importing cnnbuild imports neither TensorFlow nor Keras; the stages that need them import
+them when called.
 """
-from .build import build_model
 from .errors import Problem, SpecError, UsageError, Where
-from .report import Report, infer
+from .report import Report, format_table, infer
 from .spec import Spec, load_spec, parse_spec
+
+# The later stages load on first use, so `import cnnbuild` (and `cnnbuild check`) stays light.
+_LAZY = {"build_model": "build", "train": "train", "export_run": "export", "predict_files": "predict",
+         "evaluate_run": "evaluate", "draw": "draw", "spec_schema": "schema"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'cnnbuild' has no attribute {name!r}")
+
 
 check = infer
 
-__all__ = ["Problem", "Report", "Spec", "SpecError", "UsageError", "Where", "build_model", "check", "infer",
-           "load_spec", "parse_spec"]
+__all__ = ["Problem", "Report", "Spec", "SpecError", "UsageError", "Where", "build_model", "check", "draw",
+           "evaluate_run", "export_run", "format_table", "infer", "load_spec", "parse_spec", "predict_files",
+           "spec_schema", "train"]
