@@ -4,11 +4,11 @@ train it, export it. The Python API is the command line's:
     spec = cnnbuild.load_spec("specs/lenet5.yaml")    # YAML → Spec (validated)
     report = cnnbuild.check(spec)                    # Spec → Report (no TensorFlow)
     model = cnnbuild.build_model(spec)               # Spec → keras.Model
-    cnnbuild.train("specs/lenet5.yaml", out="runs/lenet5")          # → run folder
+    cnnbuild.train_spec("specs/lenet5.yaml", out="runs/lenet5")     # → run folder
     cnnbuild.export_run("runs/lenet5")                               # → verified SavedModel
     cnnbuild.predict_files("runs/lenet5/export/savedmodel", ["a.png"])
     cnnbuild.evaluate_run("runs/lenet5")
-    cnnbuild.draw(spec, "lenet5.svg"); cnnbuild.spec_schema()
+    cnnbuild.draw_spec(spec, "lenet5.svg"); cnnbuild.spec_schema()
 
 Importing cnnbuild imports neither TensorFlow nor Keras; the stages that need them import
 them when called.
@@ -18,19 +18,23 @@ from .report import Report, format_table, infer
 from .spec import Spec, load_spec, parse_spec
 
 # The later stages load on first use, so `import cnnbuild` (and `cnnbuild check`) stays light.
-_LAZY = {"build_model": "build", "train": "train", "export_run": "export", "predict_files": "predict",
-         "evaluate_run": "evaluate", "draw": "draw", "spec_schema": "schema"}
+# API name → (module, function); names differ from the modules' (cnnbuild.train is the module).
+_LAZY = {"build_model": ("build", "build_model"), "train_spec": ("train", "train"),
+         "export_run": ("export", "export_run"), "predict_files": ("predict", "predict_files"),
+         "evaluate_run": ("evaluate", "evaluate_run"), "draw_spec": ("draw", "draw"),
+         "spec_schema": ("schema", "spec_schema")}
 
 
 def __getattr__(name):
     if name in _LAZY:
         import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        module, function = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), function)
     raise AttributeError(f"module 'cnnbuild' has no attribute {name!r}")
 
 
 check = infer
 
-__all__ = ["Problem", "Report", "Spec", "SpecError", "UsageError", "Where", "build_model", "check", "draw",
+__all__ = ["Problem", "Report", "Spec", "SpecError", "UsageError", "Where", "build_model", "check", "draw_spec",
            "evaluate_run", "export_run", "format_table", "infer", "load_spec", "parse_spec", "predict_files",
-           "spec_schema", "train"]
+           "spec_schema", "train_spec"]
