@@ -281,26 +281,22 @@ def _write_keras(serving, run, folder):
     serving.save(folder / MODEL_FILES["keras"])
 
 
-def _write_onnx(serving, run, folder):
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    try:
-        serving.export(str(folder / MODEL_FILES["onnx"]), format="onnx", verbose=False,
-                       input_signature=[_image_spec(channels_of(serving))])
-    except Exception as e:
-        raise ExportError(f"ONNX conversion (tf2onnx) failed: {_first_line(e)}; the SavedModel export "
-                          "(the default) supports every layer") from None
+def _converted(keras_format: str, label: str):
+    """A writer through Keras's own converters (`model.export(format=…)`): ONNX, LiteRT."""
+    def write(serving, run, folder):
+        logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+        target = folder / MODEL_FILES["onnx" if keras_format == "onnx" else "tflite"]
+        try:
+            serving.export(str(target), format=keras_format, verbose=False,
+                           input_signature=[_image_spec(channels_of(serving))])
+        except Exception as e:
+            raise ExportError(f"{label} conversion failed: {_first_line(e)}; the SavedModel export (the default) "
+                              "supports every layer") from None
+    return write
 
 
-def _write_tflite(serving, run, folder):
-    try:
-        serving.export(str(folder / MODEL_FILES["tflite"]), format="litert", verbose=False,
-                       input_signature=[_image_spec(channels_of(serving))])
-    except Exception as e:
-        raise ExportError(f"TFLite conversion failed: {_first_line(e)}; the SavedModel export (the default) "
-                          "supports every layer") from None
-
-
-WRITERS = {"savedmodel": _write_savedmodel, "keras": _write_keras, "onnx": _write_onnx, "tflite": _write_tflite}
+WRITERS = {"savedmodel": _write_savedmodel, "keras": _write_keras,
+           "onnx": _converted("onnx", "ONNX (tf2onnx)"), "tflite": _converted("litert", "TFLite")}
 
 
 # ── runners: load an export with its own runtime and run it ────────────────────────────────
