@@ -14,15 +14,15 @@ Importing cnnbuild imports neither TensorFlow nor Keras; the stages that need th
 them when called.
 """
 from .errors import Problem, SpecError, UsageError, Where
-from .report import Report, format_table, infer
+from .check import Report, format_table, infer
 from .spec import Spec, load_spec, parse_spec
 
 # The later stages load on first use, so `import cnnbuild` (and `cnnbuild check`) stays light.
 # API name → (module, function); names differ from the modules' (cnnbuild.train is the module).
 _LAZY = {"build_model": ("build", "build_model"), "train_spec": ("train", "train"),
-         "export_run": ("export", "export_run"), "predict_files": ("predict", "predict_files"),
-         "evaluate_run": ("evaluate", "evaluate_run"), "draw_spec": ("draw", "draw"),
-         "spec_schema": ("schema", "spec_schema")}
+         "export_run": ("serve.export", "export_run"), "predict_files": ("serve.predict", "predict_files"),
+         "evaluate_run": ("serve.evaluate", "evaluate_run"), "draw_spec": ("views.draw", "draw"),
+         "spec_schema": ("views.schema", "spec_schema")}
 
 
 def __getattr__(name):

@@ -45,15 +45,24 @@ def _budget_args(p):
 
 
 def _load(path, args):
-    import dataclasses
+    from .spec import load_spec, with_budget
+    from .spec.overrides import settings
+    spec = load_spec(path, overrides=settings(getattr(args, "sets", None)))
+    return with_budget(spec, getattr(args, "max_params", None), getattr(args, "max_memory", None))
 
-    from .spec import load_spec
-    spec = load_spec(path, overrides=getattr(args, "overrides", None))
-    if getattr(args, "max_params", None) or getattr(args, "max_memory", None):
-        budget = dataclasses.replace(spec.budget, **{k: v for k, v in (("params", args.max_params),
-                                                                       ("activation_bytes", args.max_memory)) if v})
-        spec = dataclasses.replace(spec, budget=budget)
-    return spec
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # keep TensorFlow's C++ start-up chatter out of the log
+
+
+def _failed(command: str, error: Exception) -> int:
+    """A run that failed inside TensorFlow (not a bug of ours, not the user's spec): one line."""
+    if os.environ.get("CNNBUILD_DEBUG"):
+        raise error
+    from .train.run import tf_error_text
+    print(f"cnnbuild {command}: failed: {tf_error_text(error)}\n  (set CNNBUILD_DEBUG=1 to see the traceback)",
+          file=sys.stderr)
+    return 1
 
 
 @command("check", "check a spec without TensorFlow: shapes, rules, parameters, MACs, receptive fields")
@@ -63,7 +72,7 @@ def check(p, args):
         p.add_argument("--json", action="store_true", help="print one JSON document")
         _budget_args(p)
         return
-    from .report import Report, format_table, infer
+    from .check.report import Report, format_table, infer
     try:
         spec = _load(args.spec, args)
     except SpecError as e:
@@ -92,7 +101,7 @@ def summary(p, args):
         _budget_args(p)
         return
     from .build import build_model, differences, keras_summary
-    from .report import format_table, infer
+    from .check.report import format_table, infer
     spec = _load(args.spec, args)
     report = infer(spec)
     print(format_table(report))
@@ -113,22 +122,6 @@ def summary(p, args):
     return 0
 
 
-def _parse_sets(values):
-    """--set dotted.key=value: the value is read as YAML (numbers, lists), at a command-line place."""
-    from .errors import Where
-    from .source import parse_text
-    out = []
-    for item in values or ():
-        if "=" not in item:
-            raise UsageError(f"--set {item!r}: expected dotted.key=value, e.g. --set train.epochs=3")
-        key, text = item.split("=", 1)
-        where = Where("--set", 1, 1, key)
-        node = parse_text(f"v: {text}" if text.strip() else "v: ''", f"--set {key}").value["v"]
-        node.where = where
-        out.append((key, node))
-    return out
-
-
 @command("train", "train a spec's model on its data; resumes an unfinished run folder")
 def train(p, args):
     if args is None:
@@ -139,9 +132,28 @@ def train(p, args):
         p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", help="override any spec value")
         _budget_args(p)
         return
-    from .train import cli_main
-    args.overrides = _parse_sets(args.sets)
-    return cli_main(args)
+    _quiet_tensorflow()
+    from .spec import resolve_spec, with_budget
+    from .spec.overrides import given, settings
+    from .train.data import DataError
+    from .train.run import TrainingError, train as train_run
+    overrides = []
+    if args.data is not None:
+        overrides += [given("data.source", args.data, "--data"), given("data.path", None, "--data")]
+    if args.epochs is not None:
+        overrides.append(given("train.epochs", args.epochs, "--epochs"))
+    overrides += settings(args.sets)
+    spec = with_budget(resolve_spec(args.spec, overrides), args.max_params, args.max_memory)
+    try:
+        metrics = train_run(spec, out=args.out)
+    except (DataError, TrainingError) as e:
+        print(f"cnnbuild train: {e}", file=sys.stderr)
+        return 1
+    except (SpecError, UsageError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a failure inside TensorFlow: one line, the traceback behind a switch
+        return _failed("train", e)
+    return 0 if metrics is not None else 1
 
 
 @command("export", "export a trained run as a verified SavedModel (or keras, onnx, tflite)")
@@ -151,8 +163,24 @@ def export(p, args):
         p.add_argument("--out", help="destination (default RUN_DIR/export/FORMAT)")
         p.add_argument("--format", default="savedmodel", choices=["savedmodel", "keras", "onnx", "tflite"])
         return
-    from .export import cli_main
-    return cli_main(args)
+    _quiet_tensorflow()
+    import time
+
+    from .serve.export import LABELS, ExportError, export_run
+    try:
+        start = time.perf_counter()
+        manifest = export_run(args.run_dir, args.out, args.format)
+    except ExportError as e:
+        print(f"cnnbuild export: error: {e}", file=sys.stderr)
+        return 1
+    check = manifest["verified"]
+    print(f"exported {args.run_dir} → {manifest['path']} ({LABELS[manifest['format']]}, {len(manifest['classes'])} classes, "
+          f"input uint8 [batch, height, width, {manifest['input']['shape'][-1] or 'channels'}]"
+          f"{'' if manifest['input']['shape'][-1] else ' with 1, 3 or 4 channels'}, resized to "
+          f"{'×'.join(map(str, manifest['input']['training_size']))})")
+    print(f"verified with {check['runtime']}: max |export − Keras| = {check['max_abs_diff']:.2e} on {check['images']} "
+          f"images (≤ {check['tolerance']:g}); two calls identical; {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 @command("predict", "classify image files with an export (or a run folder)")
@@ -163,8 +191,32 @@ def predict(p, args):
         p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most likely classes (default 1)")
         p.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
         return
-    from .predict import cli_main
-    return cli_main(args)
+    _quiet_tensorflow()
+    import json
+
+    from .serve.export import ExportError
+    from .serve.predict import predict_files
+    if args.top < 1:
+        raise UsageError(f"--top {args.top}: must be at least 1 (the number of best classes to show)")
+    try:
+        predictions = predict_files(args.model, args.images, args.top)
+    except ExportError as e:
+        print(f"cnnbuild predict: error: {e}", file=sys.stderr)
+        return 1
+    for prediction in predictions:
+        if prediction.error:
+            print(f"error: {prediction.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([prediction.to_json() for prediction in predictions], indent=2, ensure_ascii=False))
+    else:
+        for prediction in predictions:
+            if not prediction.error:
+                print(f"{prediction.file}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in prediction.top))
+    failed = sum(1 for prediction in predictions if prediction.error)
+    if failed:
+        print(f"{failed} of {len(predictions)} file{'s' if len(predictions) != 1 else ''} could not be read",
+              file=sys.stderr)
+    return 2 if failed else 0
 
 
 @command("evaluate", "accuracy, per-class precision and recall, confusion matrix")
@@ -177,8 +229,27 @@ def evaluate(p, args):
                                                           "the figures go beside it as .json)")
         p.add_argument("--json", action="store_true", help="print the figures as one JSON document")
         return
-    from .evaluate import cli_main
-    return cli_main(args)
+    _quiet_tensorflow()
+    import json
+    from pathlib import Path
+
+    from . import runfolder
+    from .serve.evaluate import PNG, draw_confusion, evaluate_run, format_result
+    from .train.data import DataError
+    try:
+        result = evaluate_run(args.run_dir, args.data)
+    except DataError as e:
+        print(f"cnnbuild evaluate: error: {e}", file=sys.stderr)
+        return 1
+    png = Path(args.out) if args.out else Path(args.run_dir) / PNG
+    runfolder.write_json(png.with_suffix(".json"), result.to_json())
+    draw_confusion(result, png)
+    if args.json:
+        print(json.dumps(result.to_json() | {"png": str(png)}, indent=2, ensure_ascii=False))
+    else:
+        print(format_result(result))
+        print(f"confusion matrix: {png}; figures: {png.with_suffix('.json')}")
+    return 0
 
 
 @command("draw", "draw the architecture as SVG or PNG (pure Python)")
@@ -187,16 +258,30 @@ def draw(p, args):
         p.add_argument("spec")
         p.add_argument("--out", help="FILE.svg or FILE.png (default NAME.svg)")
         return
-    from .draw import cli_main
-    return cli_main(args)
+    from .views.draw import draw as draw_spec
+    spec = _load(args.spec, args)
+    out = args.out or f"{spec.name}.svg"
+    report = draw_spec(spec, out)
+    for problem in report.errors:
+        print(f"error: {problem}")
+    print(f"wrote {out}")
+    return 0 if report.valid else 1
 
 
 @command("schema", "print the JSON Schema of the spec language (for editors)")
 def schema(p, args):
     if args is None:
         return
-    from .schema import cli_main
-    return cli_main(args)
+    import json
+
+    from .views.schema import spec_schema
+    text = json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n"
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:   # `cnnbuild schema | head`: the reader has stopped, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def main(argv=None) -> int:

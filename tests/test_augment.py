@@ -9,8 +9,8 @@ import pytest
 
 from cnnbuild import SpecError, parse_spec
 from cnnbuild.augment import AUGMENTATIONS, Augmentation, augmentation, make_augment
-from cnnbuild.data import generate_shapes
-from cnnbuild.sections import parse_augment
+from cnnbuild.train.data import generate_shapes
+from cnnbuild.spec.sections import parse_augment
 
 tf = pytest.importorskip("tensorflow")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cnnbuild.build import build_model
-from cnnbuild.report import infer
+from cnnbuild.check.report import infer
 from cnnbuild.spec import load_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cnnbuild import infer, parse_spec
-from cnnbuild.data import DataError, Pipeline, generate_shapes, load_data
+from cnnbuild.train.data import DataError, Pipeline, generate_shapes, load_data
 
 CLASSIFIER = """\
 name: net

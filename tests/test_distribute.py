@@ -109,7 +109,7 @@ def test_tpu_without_a_tpu_is_a_clear_error(monkeypatch):
     import tensorflow as tf
 
     from cnnbuild import UsageError
-    from cnnbuild.train import _tpu_hinted, make_plan
+    from cnnbuild.train.run import _tpu_hinted, make_plan
     for name in ("TPU_NAME", "COLAB_TPU_ADDR"):
         monkeypatch.delenv(name, raising=False)
     if _tpu_hinted():

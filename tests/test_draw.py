@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from cnnbuild.cli import main
-from cnnbuild.draw import CROSS, SKIP, draw, shape_text
-from cnnbuild.report import infer
+from cnnbuild.views.draw import CROSS, SKIP, draw, shape_text
+from cnnbuild.check.report import infer
 from cnnbuild.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,9 +169,9 @@ def test_the_output_must_be_svg_or_png(tmp_path, capsys):
 
 
 def test_draw_never_imports_tensorflow(tmp_path):
-    code = ("import sys; from cnnbuild.draw import draw; from cnnbuild.spec import load_spec; "
+    code = ("import sys; from cnnbuild.views.draw import draw; from cnnbuild.spec import load_spec; "
             f"draw(load_spec({str(ROOT / 'specs' / 'lenet5.yaml')!r}), {str(tmp_path / 'x.png')!r}); "
-            "from cnnbuild.schema import spec_schema; spec_schema(); "
+            "from cnnbuild.views.schema import spec_schema; spec_schema(); "
             "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)

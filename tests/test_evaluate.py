@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from cnnbuild.cli import main
-from cnnbuild.evaluate import evaluate_run
+from cnnbuild.serve.evaluate import evaluate_run
 from run_helpers import DIGIT_CLASSES, SMALL_SPEC, digits, make_run, write_digit_pngs
 
 

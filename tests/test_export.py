@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cnnbuild.cli import main
-from cnnbuild.export import FORMATS, ExportError, export_run, open_export, probe_images, reference, load_run
+from cnnbuild.serve.export import FORMATS, ExportError, export_run, open_export, probe_images, reference, load_run
 from run_helpers import DIGIT_CLASSES, digits, make_run
 
 OPTIONAL = {"onnx": ("tf2onnx", "onnxruntime")}

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cnnbuild.cli import main
-from cnnbuild.export import export_run
+from cnnbuild.serve.export import export_run
 from run_helpers import DIGIT_CLASSES, make_run, write_digit_pngs
 
 

@@ -12,9 +12,10 @@ from jsonschema import Draft7Validator
 from cnnbuild.cli import main
 from cnnbuild.errors import SpecError
 from cnnbuild.layers import REGISTRY
-from cnnbuild.schema import spec_schema
-from cnnbuild.source import load, parse_text
-from cnnbuild.spec import COMMON_KEYS, TOP_KEYS, parse_spec
+from cnnbuild.views.schema import spec_schema
+from cnnbuild.spec.source import load, parse_text
+from cnnbuild.spec import parse_spec
+from cnnbuild.spec.parser import COMMON_KEYS, TOP_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = spec_schema()

@@ -16,7 +16,7 @@ import pytest
 
 from cnnbuild import SpecError, load_spec, parse_spec, runfolder
 from cnnbuild.cli import main
-from cnnbuild.sections import Train
+from cnnbuild.spec.sections import Train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -210,8 +210,8 @@ def test_relative_paths_are_the_spec_s_and_the_run_folder_is_self_contained(tmp_
 ])
 def test_command_line_paths_are_read_from_the_working_directory(tmp_path, monkeypatch, dotted, value, expected):
     from cnnbuild.errors import Where
-    from cnnbuild.sections import absolute_paths
-    from cnnbuild.source import Node
+    from cnnbuild.spec.overrides import absolute_paths
+    from cnnbuild.spec.source import Node
     monkeypatch.chdir(tmp_path)
     node = Node(value, Where("--set", 1, 1, dotted))
     absolute_paths(node, tuple(dotted.split(".")))
@@ -338,7 +338,7 @@ def test_each_optimizer_learns(tmp_path, capsys, optimizer):
 def test_schedules_follow_their_formulas():
     import keras
 
-    from cnnbuild.train import make_schedule
+    from cnnbuild.train.run import make_schedule
     section = parse_spec("name: n\ninput: [8, 8, 1]\nlayers: [flatten]\ntrain: {epochs: 10, optimizer: "
                          "{name: adam, learning_rate: 0.1}, schedule: {name: cosine, warmup_epochs: 2, final: 0.1}}\n").train
     rate = make_schedule(keras, section, steps_per_epoch=5, epochs=10)
@@ -509,7 +509,7 @@ def test_sigkill_at_any_moment_loses_no_epoch_and_trains_none_twice(tmp_path, ca
 def test_unet_learns_shapes_masks_well_above_chance(tmp_path, capsys):
     import keras
 
-    from cnnbuild.data import generate_shapes
+    from cnnbuild.train.data import generate_shapes
     from cnnbuild.preprocess import preprocess
     out = tmp_path / "unet"
     status, _, err = train_cli(capsys, ROOT / "specs" / "unet.yaml", "--out", out, "--data", "shapes",

@@ -8,7 +8,7 @@ import keras
 from cnnbuild import build_model, infer, load_spec
 from cnnbuild.cli import main
 from cnnbuild.errors import SpecError
-from cnnbuild.export import export_run
+from cnnbuild.serve.export import export_run
 from cnnbuild.layers.backbone import APPLICATION_NAMES, application_counts, application_output, application_table
 from run_helpers import digits, make_run, train_model
 

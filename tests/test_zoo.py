@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cnnbuild.build import build_model
-from cnnbuild.report import infer
+from cnnbuild.check.report import infer
 from cnnbuild.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from .. import shapes
+from . import shapes
 from ..errors import Invalid, Problem
 from ..fields import NonNegativeInt
 from .base import Kind, Out, part_name, register
@@ -202,7 +202,7 @@ class Backbone(Kind):
         if self.spec is None:
             return resolved
         from ..errors import SpecError, UsageError
-        from ..source import load
+        from ..spec.source import load
         from ..spec import from_node
         path = Path(folder, self.spec).resolve()
         if str(path) in _LOADING:

@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from .. import shapes
+from . import shapes
 from ..errors import Invalid, Where
 
 REGISTRY: dict[str, type] = {}

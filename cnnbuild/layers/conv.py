@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Optional, Union
 
-from .. import shapes
+from . import shapes
 from ..errors import Invalid
 from ..fields import Padding, Pair, PositiveInt
 from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, part_name, register, window

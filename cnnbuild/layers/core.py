@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, make_dataclass
 from typing import Literal, Optional
 
-from .. import shapes
+from . import shapes
 from ..errors import Invalid
 from ..fields import Fraction01, NonNegativePair, Padding, Pair, PositiveFloat, PositiveInt
 from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, register

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Invalid, Problem, SpecError, UsageError, Where
+from ..errors import Invalid, Problem, SpecError, UsageError, Where
 
 MAX_BYTES = 1 << 20      # 1 MiB: the largest zoo spec is a few kB
 MAX_DEPTH = 64           # nesting levels; the deepest zoo spec uses about 12

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # Sizes in pixels (SVG user units; the PNG scales them).
 TITLE_SIZE = 12      # a layer's first line
@@ -858,8 +858,8 @@ def to_png(canvas: Canvas, width: float, height: float, scale: float = 2.0) -> b
 
 def draw(spec, out):
     """Draw `spec` to `out` (.svg or .png); returns the static report the picture shows."""
-    from .report import infer
-    from .runfolder import atomic_write
+    from ..check.report import infer
+    from ..runfolder import atomic_write
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".svg", ".png"):
@@ -873,14 +873,3 @@ def draw(spec, out):
         raise UsageError(f"--out {out}: cannot write the picture: {e.strerror or e}"
                          f"{f': {e.filename}' if e.filename else ''}; choose a path in a folder you can write to") from None
     return report
-
-
-def cli_main(args) -> int:
-    from .cli import _load
-    spec = _load(args.spec, args)
-    out = args.out or f"{spec.name}.svg"
-    report = draw(spec, out)
-    for problem in report.errors:
-        print(f"error: {problem}")
-    print(f"wrote {out}")
-    return 0 if report.valid else 1

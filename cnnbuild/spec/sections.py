@@ -12,14 +12,13 @@ these dataclasses and never looks at YAML.
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-from .augment import AUGMENTATIONS, OpenUnitFloat
-from .errors import Invalid, Problem
-from .fields import NonNegativeInt, PositiveFloat, PositiveInt, Range, did_you_mean, parse_fields
+from ..augment import AUGMENTATIONS, OpenUnitFloat
+from ..errors import Invalid, Problem
+from ..fields import NonNegativeInt, PositiveFloat, PositiveInt, Range
+from .values import did_you_mean, parse_fields
 from .source import Node
 
 SOURCE_KINDS = ("digits", "shapes", "directory", "npz", "tfrecord", "tfds")
@@ -73,7 +72,7 @@ class Source:
     location: Optional[str] = field(init=False, default=None)  # the path (or tfds name) it reads
 
     def __post_init__(self):
-        kind, location = _source_kind(self.source)
+        kind, location = source_kind(self.source)
         if kind in ("directory", "npz", "tfrecord") and location is None:
             location = self.path
             if location is None:
@@ -90,7 +89,7 @@ class Source:
         _set(self, kind=kind, location=location)
 
 
-def _source_kind(source: str) -> tuple[str, Optional[str]]:
+def source_kind(source: str) -> tuple[str, Optional[str]]:
     """'digits' → (digits, None); 'runs/x.npz' → (npz, path); 'tfds:mnist' → (tfds, mnist)."""
     if source in SOURCE_KINDS:
         return source, None
@@ -326,7 +325,7 @@ class Train:
 _SHORTHANDS = {"optimizer": "name", "schedule": "name"}
 
 
-def _expand(node: Node, key: str, problems) -> Node:
+def expand_shorthand(node: Node, key: str, problems) -> Node:
     """`optimizer: sgd` → `{name: sgd}`; `early_stopping: true` → `{}`, false → null."""
     if key == "early_stopping" and isinstance(node.value, bool):
         return Node({}, node.where) if node.value else Node(None, node.where)
@@ -339,79 +338,8 @@ def _expand(node: Node, key: str, problems) -> Node:
 def _with_shorthands(node: Node, problems) -> Node:
     if not node.is_map:
         return node
-    value = {k: _expand(v, k, problems) for k, v in node.value.items()}
+    value = {k: expand_shorthand(v, k, problems) for k, v in node.value.items()}
     return Node(value, node.where, dict(node.keys))
-
-
-def expand_shorthands(root: Node) -> None:
-    """Rewrite shorthands in a spec's tree as the mappings they stand for (`data: shapes` →
-    `data: {source: shapes}`, `optimizer: sgd` → `optimizer: {name: sgd}`), so that
-    `--set train.optimizer.learning_rate=…` finds the key it overrides."""
-    if not root.is_map:
-        return
-    data = root.value.get("data")
-    if data is not None and isinstance(data.value, str):
-        root.value["data"] = Node({"source": data}, data.where, {"source": data.where})
-    train = root.value.get("train")
-    if train is not None and train.is_map:
-        for key in ("optimizer", "schedule", "early_stopping"):
-            if key in train.value and not isinstance(train.value[key].value, bool):
-                train.value[key] = _expand(train.value[key], key, [])
-            elif key in train.value and train.value[key].value is True:
-                train.value[key] = Node({}, train.value[key].where)
-
-
-# Keys holding file references, by the mapping they stand in: a data source (`data:` and its
-# `validation:`) and a `backbone` layer (layers/backbone.py reads the same two from the folder
-# of the spec naming them).
-SOURCE_FILE_KEYS = ("path", "data_dir")
-BACKBONE_FILE_KEYS = ("spec", "weights")
-
-
-def absolute_paths(node: Node, at: tuple = ()) -> None:
-    """Rewrite in place every relative file reference in a spec's tree (or in the part of it
-    at key path `at`, such as a `--set` value) as an absolute path: data `path`, `data_dir`
-    and a source that is a path, and a backbone's `spec` and `weights`. Each is resolved
-    against the folder of the file that wrote it: a spec's own folder, or the working
-    directory for `--data` and `--set`. So a spec names the same files from any working
-    directory, and the resolved spec a run writes to its folder (spec.yaml) is self-contained.
-    Values holding a block parameter (`$name`) are left for the parser to substitute."""
-    if node.is_map:
-        for key, child in node.value.items():
-            absolute_paths(child, at + (key,))
-    elif node.is_list:
-        for index, child in enumerate(node.value):
-            absolute_paths(child, at + (str(index),))
-    elif isinstance(node.value, str) and node.value and "$" not in node.value and _names_a_file(at, node.value):
-        node.value = _absolute(node.value, node.where.file)
-
-
-def _names_a_file(at: tuple, value: str) -> bool:
-    """Does the string at key path `at` (('data', 'path'), ('layers', '0', 'backbone', 'spec'), …) name a file?"""
-    if len(at) >= 2 and at[-2] == "backbone":
-        return at[-1] in BACKBONE_FILE_KEYS
-    if at[:2] == ("data", "validation"):
-        key = at[2:]
-    elif at[:1] == ("data",):
-        key = at[1:]
-    else:
-        return False
-    if key in ((), ("source",)):            # `source: data/flowers`, or the shorthand `data: data/flowers`
-        try:
-            kind, location = _source_kind(value)
-        except Invalid:
-            return False                    # a misspelt kind: the parser reports it
-        return location is not None and kind != "tfds"
-    return len(key) == 1 and key[0] in SOURCE_FILE_KEYS
-
-
-def _absolute(value: str, file: str) -> str:
-    value = os.path.expanduser(value)
-    if os.path.isabs(value):
-        return value
-    origin = Path(file)
-    folder = origin.resolve().parent if origin.is_file() else Path.cwd()
-    return os.path.normpath(os.path.join(folder, value))   # not resolve(): a tfrecord glob stays a glob
 
 
 def parse_data(node: Optional[Node], problems: list[Problem]) -> Data:

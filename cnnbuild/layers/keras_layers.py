@@ -1,7 +1,7 @@
 """The few Keras layers cnnbuild needs that Keras does not have.
 
 Imported only when a model is built or loaded (it imports Keras). Each is registered as
-serializable, so `model.keras` files reload with `import cnnbuild.keras_layers`.
+serializable, so `model.keras` files reload with `import cnnbuild.layers.keras_layers`.
 """
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ class Preprocess(keras.layers.Layer):
         self.image_shape = tuple(int(d) for d in image_shape)
 
     def call(self, images):
-        from .preprocess import preprocess
+        from ..preprocess import preprocess
         return preprocess(images, self.image_shape)
 
     def compute_output_shape(self, shape):

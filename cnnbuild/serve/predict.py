@@ -13,16 +13,14 @@ exit status is then 2.
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runfolder
-from .errors import UsageError
+from .. import runfolder
+from ..errors import UsageError
 
 
 @dataclass
@@ -40,32 +38,6 @@ class Prediction:
 
 class ImageError(Exception):
     """One file could not be read as an image."""
-
-
-def cli_main(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.top < 1:
-        raise UsageError(f"--top {args.top}: must be at least 1 (the number of best classes to show)")
-    from .export import ExportError
-    try:
-        predictions = predict_files(args.model, args.images, args.top)
-    except ExportError as e:
-        print(f"cnnbuild predict: error: {e}", file=sys.stderr)
-        return 1
-    for p in predictions:
-        if p.error:
-            print(f"error: {p.error}", file=sys.stderr)
-    if args.json:
-        print(json.dumps([p.to_json() for p in predictions], indent=2, ensure_ascii=False))
-    else:
-        for p in predictions:
-            if not p.error:
-                print(f"{p.file}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in p.top))
-    failed = sum(1 for p in predictions if p.error)
-    if failed:
-        print(f"{failed} of {len(predictions)} file{'s' if len(predictions) != 1 else ''} could not be read",
-              file=sys.stderr)
-    return 2 if failed else 0
 
 
 def predict_files(model_path, files, top: int = 1) -> list[Prediction]:
@@ -134,8 +106,8 @@ def read_image(path, channels: int | None = None, training_channels: int | None 
     formulas rounded to whole pixel values. Raises ImageError naming the file."""
     import numpy as np
 
-    from .data import decode_image, unreadable_image
-    from .preprocess import channels_fit
+    from ..train.data import decode_image, unreadable_image
+    from ..preprocess import channels_fit
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")

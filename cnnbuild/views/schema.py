@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
-import os
 import re
-import sys
 import types
 import typing
 from dataclasses import MISSING
 from typing import Annotated, Literal, Union
 
-from .fields import BranchList, LayerList, PairOf, PaddingSpec, Range
-from .layers import REGISTRY
+from ..fields import BranchList, LayerList, PairOf, PaddingSpec, Range
+from ..layers import REGISTRY
 
 DRAFT = "http://json-schema.org/draft-07/schema#"   # the draft yaml-language-server supports best
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"            # spec.NAME
@@ -233,7 +230,7 @@ class Generator:
                          "description": "exact (a fractional output size is an error) or floor (Keras's)"},
             "trainable": {"type": "boolean", "description": "false freezes the layer's weights (default true)"},
         }
-        from .spec import COMMON_KEYS
+        from ..spec.parser import COMMON_KEYS
         out = {}
         for key in COMMON_KEYS:
             if key == "with" and not merges:
@@ -283,7 +280,7 @@ class Generator:
 
     # --- the whole spec -------------------------------------------------------------------
     def spec_schema(self) -> dict:
-        from .spec import TOP_KEYS, Budget
+        from ..spec.parser import TOP_KEYS, Budget
         plain, with_blocks = self.layers_definition(False), self.layers_definition(True)
         top = {
             "name": {"type": "string", "pattern": NAME_PATTERN, "description": "the model's name (default: model)"},
@@ -335,7 +332,7 @@ class Generator:
     def sections_schema(self) -> dict:
         """data:, augment:, train: from sections.py's dataclasses, or open mappings without it."""
         try:
-            from . import sections
+            from ..spec import sections
         except ImportError:
             return {key: {"description": f"the {key} section"} for key in ("data", "augment", "train")}
         out = {}
@@ -396,13 +393,3 @@ def _dataclass_in(annotation):
 def spec_schema() -> dict:
     """The JSON Schema of a spec file."""
     return Generator().spec_schema()
-
-
-def cli_main(args) -> int:
-    text = json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n"
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:   # `cnnbuild schema | head`: the reader has stopped, which is no error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0

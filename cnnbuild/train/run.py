@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runfolder
-from .errors import Problem, SpecError, UsageError, Where
+from .. import runfolder
+from ..errors import SpecError, UsageError
 
 KEEP_CHECKPOINTS = 2      # the newest two, plus the best epoch's when restore_best needs it
 
@@ -42,40 +42,8 @@ class TrainingError(Exception):
     """Training stopped for a reason the user must act on (a NaN loss, a bad checkpoint)."""
 
 
-# ── the command ────────────────────────────────────────────────────────────────────────────
-
-def cli_main(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # keep TensorFlow's C++ start-up chatter out of the log
-    from .data import DataError
-    overrides = []
-    if args.data is not None:
-        where = Where("--data", 1, 1, "data.source")
-        overrides += [("data.source", _node(args.data, where)), ("data.path", _node(None, where))]
-    if args.epochs is not None:
-        overrides.append(("train.epochs", _node(args.epochs, Where("--epochs", 1, 1, "train.epochs"))))
-    overrides += list(getattr(args, "overrides", None) or [])
-    try:
-        metrics = train(args.spec, out=args.out, overrides=overrides, max_params=getattr(args, "max_params", None),
-                        max_memory=getattr(args, "max_memory", None))
-    except (DataError, TrainingError) as e:
-        print(f"cnnbuild train: {e}", file=sys.stderr)
-        return 1
-    except (SpecError, UsageError, KeyboardInterrupt):
-        raise
-    except Exception as e:  # a traceback reaching the user is a bug; keep it behind a switch
-        if os.environ.get("CNNBUILD_DEBUG"):
-            raise
-        print(f"cnnbuild train: failed: {_tf_error_text(e)}\n  (set CNNBUILD_DEBUG=1 to see the traceback)", file=sys.stderr)
-        return 1
-    return 0 if metrics is not None else 1
-
-
-def _node(value, where):
-    from .source import Node
-    return Node(value, where)
-
-
-def _tf_error_text(e) -> str:
+def tf_error_text(e) -> str:
+    """One line for a TensorFlow error: its own message, not the graph's "in user code" trace."""
     message = getattr(e, "message", None) or str(e) or type(e).__name__
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     # TensorFlow's graph errors start "in user code:" and end with the actual error
@@ -85,34 +53,20 @@ def _tf_error_text(e) -> str:
     return f"{type(e).__name__}: {text}"
 
 
-def train(spec_path, out=None, overrides=(), max_params=None, max_memory=None, stdout=None):
-    """Train a spec file's model; returns the final metrics (a dict), or raises. The run
-    folder defaults to runs/NAME/; an unfinished one is resumed."""
-    from . import source
-    from .report import infer
-    from .sections import absolute_paths, expand_shorthands
-    from .spec import from_node
+def train(spec, out=None, overrides=(), stdout=None):
+    """Train a spec's model; returns the final metrics (a dict), or raises. `spec` is a Spec
+    from `resolve_spec` (or a path, resolved here with `overrides`). The run folder defaults
+    to runs/NAME/; an unfinished one is resumed."""
+    from ..check import infer
+    from ..spec import Spec, resolve_spec
     started = time.time()
-    root = source.load(spec_path)
-    expand_shorthands(root)        # so --set train.optimizer.learning_rate=… works on `optimizer: sgd`
-    # file references made absolute (the spec's against its folder, the command line's against
-    # the working directory): the run trains on the same files from anywhere, and the spec.yaml
-    # it writes below (`resolved`) still names them when read from the run folder
-    absolute_paths(root)
-    overrides = list(overrides or ())
-    for dotted, value in overrides:
-        absolute_paths(value, tuple(dotted.split(".")))
-    spec = from_node(root, overrides)
-    if max_params or max_memory:
-        budget = dataclasses.replace(spec.budget, **{k: v for k, v in (("params", max_params),
-                                                                       ("activation_bytes", max_memory)) if v})
-        spec = dataclasses.replace(spec, budget=budget)
+    if not isinstance(spec, Spec):
+        spec = resolve_spec(spec, overrides)
     report = infer(spec)
     if not report.valid:
         raise SpecError(report.errors)
-    resolved = root.plain()
     folder = Path(out) if out else Path("runs") / spec.name
-    return Trainer(spec, report, resolved, folder, stdout or sys.stdout, started).run()
+    return Trainer(spec, report, spec.resolved, folder, stdout or sys.stdout, started).run()
 
 
 # ── strategy ───────────────────────────────────────────────────────────────────────────────
@@ -208,7 +162,7 @@ def make_plan(train_section, tf) -> Plan:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise UsageError(f"strategy tpu: could not connect to the TPU: {_tf_error_text(e)}") from None
+        raise UsageError(f"strategy tpu: could not connect to the TPU: {tf_error_text(e)}") from None
     return Plan(kind, strategy, strategy.num_replicas_in_sync, True, accelerator="tpu")
 
 
@@ -266,8 +220,8 @@ class Objective:
 def make_objective(keras, spec, task, outputs, probabilities: bool) -> Objective:
     """`probabilities`: the built model ends in softmax or sigmoid (build.ends_in_probabilities),
     so with `from_logits: auto` the loss takes probabilities; otherwise logits."""
-    from .augment import needs_dense_labels
-    from .sections import metric_names
+    from ..augment import needs_dense_labels
+    from ..spec.sections import metric_names
     section = spec.train
     from_logits = (not probabilities) if section.from_logits == "auto" else section.from_logits
     binary = outputs == 1
@@ -417,8 +371,8 @@ class Trainer:
         keras.mixed_precision.set_global_policy(policy)
         self.policy = policy
 
-        from .augment import make_augment
-        from .build import build_model, ends_in_probabilities
+        from ..augment import make_augment
+        from ..build import build_model, ends_in_probabilities
         from .data import Pipeline, load_data
         self.loaded = load_data(self.spec, self.report.output)
         if self.section.batch_size % self.plan.replicas and self.plan.kind == "multi_worker":
@@ -817,7 +771,7 @@ class Trainer:
     def save_model(self):
         """model.keras: the spec's model with the trained weights, in float32, with no
         optimizer and no augmentation — what export and predict load."""
-        from .build import build_model
+        from ..build import build_model
         keras = self.keras
         keras.mixed_precision.set_global_policy("float32")
         try:

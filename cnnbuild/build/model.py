@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import os
 
-from .errors import SpecError
+from ..errors import SpecError
 
 SUMMARY_WIDTH = 120   # columns of Keras's summary: name, output shape and Param #, with room for long names
 
@@ -17,15 +17,15 @@ def build_model(spec_or_path, report=None):
 
     The spec is checked first: an invalid spec raises SpecError before any tensor is
     allocated, so a model over the budget is never built."""
-    from .report import infer
-    from .spec import Spec, load_spec
+    from ..check.report import infer
+    from ..spec import Spec, load_spec
     spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path)
     report = report or infer(spec)
     if not report.valid:
         raise SpecError(report.errors)
     import keras
 
-    from . import keras_layers
+    from ..layers import keras_layers
     inputs = keras.Input(shape=spec.input, name="input")
     builder = _Builder(keras, keras_layers, inputs)
     outputs = builder.run(spec.layers, inputs)

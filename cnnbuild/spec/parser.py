@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from . import source
-from .errors import Invalid, Problem, SpecError, Where
+from ..errors import Invalid, Problem, SpecError, Where
 from .expr import substitute
-from .fields import Range, coerce, did_you_mean, parse_fields
-from .layers import REGISTRY
-from .layers.base import PARTS, Layer
-from .layers.composite import BlockUse, Repeat
+from ..fields import Range
+from .values import coerce, did_you_mean, parse_fields
+from ..layers import REGISTRY
+from ..layers.base import PARTS, Layer
+from ..layers.composite import BlockUse, Repeat
 from .sections import Data, Train, parse_sections
 from .source import Node
 
@@ -64,7 +64,7 @@ class Spec:
     rounding: str = "exact"
     budget: Budget = Budget()
     description: str = ""
-    sections: dict = field(default_factory=dict)   # data / augment / train as plain values (as written)
+    resolved: dict = field(default_factory=dict, compare=False)   # the YAML as parsed, overrides applied (load.py)
     where: Where = Where("<spec>", 1, 1)
     data: Data = Data()          # typed sections (sections.py); defaults when absent
     augment: tuple = ()
@@ -81,27 +81,18 @@ class Spec:
 
 
 TOP_KEYS = ("name", "description", "input", "layers", "blocks", "rounding", "budget", "data", "augment", "train")
-SECTION_KEYS = ("data", "augment", "train")
 
 
-def load_spec(path, overrides=None) -> Spec:
-    return from_node(source.load(path), overrides)
-
-
-def parse_spec(text: str, name: str = "<spec>", overrides=None) -> Spec:
-    return from_node(source.parse_text(text, name), overrides)
-
-
-def from_node(root: Node, overrides=None, prefix: str = "") -> Spec:
-    """The parser's entry point. `overrides` is a list of ('dotted.key', Node) pairs, from
-    `--set` on the command line; they replace values before anything is checked."""
-    problems: list[Problem] = []
+def from_node(root: Node, prefix: str = "", resolved: dict | None = None, problems=()) -> Spec:
+    """The parser's entry point: a Node tree (with any overrides already applied, see
+    load.py) → a Spec. `resolved` is the tree as plain values, kept on the Spec for the run
+    folder's spec.yaml; `problems` are ones found before (in the overrides), reported with
+    the spec's own."""
+    problems: list[Problem] = list(problems)
     file = root.where.file
     if not root.is_map:
         raise SpecError([Problem(root.where, "a spec must be a mapping with 'name', 'input' and 'layers'",
                                  "start the file with 'name: mynet'")])
-    for dotted, value in overrides or ():
-        _override(root, dotted, value, problems)
     for key in root.value:
         if key not in TOP_KEYS:
             problems.append(Problem(root.key_where(key), f"unknown top-level key '{key}'", did_you_mean(key, TOP_KEYS)))
@@ -134,10 +125,9 @@ def from_node(root: Node, overrides=None, prefix: str = "") -> Spec:
     data, augment, train = parse_sections(top, shape, problems)
     if problems:
         raise SpecError(problems)
-    sections = {key: top[key].plain() for key in SECTION_KEYS if key in top}
     return Spec(name=name, input=shape, layers=layers, file=file, rounding=rounding, budget=budget,
                 description=top["description"].value if "description" in top else "",
-                sections=sections, where=root.where, data=data, augment=augment, train=train)
+                resolved=resolved or {}, where=root.where, data=data, augment=augment, train=train)
 
 
 def _top(top, key, annotation, problems, root, default=None):
@@ -164,32 +154,6 @@ def _input(node, root, problems):
                                 "e.g. input: [32, 32, 3] for a colour image, [28, 28, 1] for grayscale"))
         return (1, 1, 1)
     return shape
-
-
-def _override(root, dotted, value, problems):
-    """Apply `--set a.b.c=value`. Lists are indexed by number (`layers.0.conv.filters`)."""
-    parts = dotted.split(".")
-    node = root
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if node.is_map:
-            if last:
-                node.value[part] = value
-                node.keys.setdefault(part, value.where)
-                return
-            if part not in node.value:
-                node.value[part] = source.Node({}, value.where)
-                node.keys[part] = value.where
-            node = node.value[part]
-        elif node.is_list and part.isdigit() and int(part) < len(node.value):
-            if last:
-                node.value[int(part)] = value
-                return
-            node = node.value[int(part)]
-        else:
-            problems.append(Problem(value.where, f"--set {dotted}: '{'.'.join(parts[:i])}' is not a mapping or list "
-                                                 f"with '{part}'", "check the key path against the spec"))
-            return
 
 
 @dataclass

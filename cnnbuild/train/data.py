@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from .preprocess import channels_fit, preprocess
+from ..preprocess import channels_fit, preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 IMAGE_KINDS = "png/jpg/bmp/gif"      # IMAGE_SUFFIXES as a user names them
@@ -93,7 +93,7 @@ class Loaded:
 
 def task_of(spec, output_shape) -> str:
     """classification for a vector output, segmentation for an H×W×K map."""
-    from .errors import Problem, SpecError
+    from ..errors import Problem, SpecError
     task = spec.data.task
     if task == "auto":
         task = "segmentation" if len(output_shape) == 3 else "classification"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from .errors import Invalid
+from ..errors import Invalid
 
 # `**` is read as one token only to say it is not supported (rather than stumble on its second `*`)
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(\*\*|//|[-+*/%()]))")

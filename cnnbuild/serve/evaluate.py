@@ -12,14 +12,11 @@ Writes RUN_DIR/confusion_matrix.png and RUN_DIR/evaluation.json (or beside `--ou
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import runfolder
-from .errors import UsageError
+from .. import runfolder
+from ..errors import UsageError
 
 PNG = "confusion_matrix.png"
 BATCH = 256                 # images per inference batch: memory, not accuracy
@@ -62,30 +59,11 @@ class Evaluation:
                 "confusion_matrix": self.confusion}
 
 
-def cli_main(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .data import DataError
-    try:
-        result = evaluate_run(args.run_dir, getattr(args, "data", None))
-    except DataError as e:
-        print(f"cnnbuild evaluate: error: {e}", file=sys.stderr)
-        return 1
-    png = Path(args.out) if getattr(args, "out", None) else Path(args.run_dir) / PNG
-    runfolder.write_json(png.with_suffix(".json"), result.to_json())
-    draw_confusion(result, png)
-    if getattr(args, "json", False):
-        print(json.dumps(result.to_json() | {"png": str(png)}, indent=2, ensure_ascii=False))
-    else:
-        print(format_result(result))
-        print(f"confusion matrix: {png}; figures: {png.with_suffix('.json')}")
-    return 0
-
-
 def evaluate_run(run_dir, data: str | None = None) -> Evaluation:
     """Run the trained model over the run's validation data (or every image of `data`)."""
     import numpy as np
 
-    from .data import Pipeline, load_data
+    from ..train.data import Pipeline, load_data
     from .export import load_run
     run = load_run(run_dir)
     spec = _run_spec(run, data)
@@ -115,9 +93,8 @@ def evaluate_run(run_dir, data: str | None = None) -> Evaluation:
 
 def _run_spec(run, data):
     """The run's resolved spec (its data section and seed), with `--data` replacing the source."""
-    from .errors import Invalid, SpecError
-    from .sections import Data
-    from .spec import Spec, load_spec
+    from ..errors import Invalid, SpecError
+    from ..spec import Spec, load_spec
     path = run.folder / runfolder.SPEC
     if path.is_file():
         spec = load_spec(path)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from . import shapes
-from .errors import Invalid, Problem
-from .layers.base import Tensor
+from ..layers import shapes
+from ..errors import Invalid, Problem
+from ..layers.base import Tensor
 
 BYTES_PER_VALUE = 4   # float32 activations
 

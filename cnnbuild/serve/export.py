@@ -42,8 +42,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import runfolder
-from .errors import UsageError
+from .. import runfolder
+from ..errors import UsageError
 
 FORMATS = ("savedmodel", "keras", "onnx", "tflite")
 MODEL_FILES = {"savedmodel": "saved_model.pb", "keras": "model.keras", "onnx": "model.onnx", "tflite": "model.tflite"}
@@ -68,24 +68,6 @@ class Run:
     classes: list
     image_shape: tuple       # (height, width, channels) the model was trained on
     fingerprint: str         # sha256 of model.keras and classes.json: which run an export came from
-
-
-def cli_main(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        start = time.perf_counter()
-        manifest = export_run(args.run_dir, args.out, args.format)
-    except ExportError as e:
-        print(f"cnnbuild export: error: {e}", file=sys.stderr)
-        return 1
-    check = manifest["verified"]
-    print(f"exported {args.run_dir} → {manifest['path']} ({LABELS[manifest['format']]}, {len(manifest['classes'])} classes, "
-          f"input uint8 [batch, height, width, {manifest['input']['shape'][-1] or 'channels'}]"
-          f"{'' if manifest['input']['shape'][-1] else ' with 1, 3 or 4 channels'}, resized to "
-          f"{'×'.join(map(str, manifest['input']['training_size']))})")
-    print(f"verified with {check['runtime']}: max |export − Keras| = {check['max_abs_diff']:.2e} on {check['images']} "
-          f"images (≤ {check['tolerance']:g}); two calls identical; {time.perf_counter() - start:.1f} s")
-    return 0
 
 
 def input_channels(format: str, image_shape):
@@ -151,7 +133,7 @@ def load_run(run_dir) -> Run:
                          f"(cnnbuild train SPEC --out {folder}) or give the folder that has it")
     import keras
 
-    from . import keras_layers  # noqa: F401  (registers cnnbuild's layers for loading)
+    from ..layers import keras_layers  # noqa: F401  (registers cnnbuild's layers for loading)
     try:
         with _quiet():
             model = keras.saving.load_model(model_path, compile=False)
@@ -204,8 +186,8 @@ def serving_model(model, image_shape, channels=None):
     that LiteRT's builtin interpreter lacks."""
     import keras
 
-    from .build import ends_in_probabilities
-    from .keras_layers import ClassId, Preprocess
+    from ..build import ends_in_probabilities
+    from ..layers.keras_layers import ClassId, Preprocess
     images = keras.Input((None, None, channels), dtype="uint8", name="images")
     probabilities = model(Preprocess(image_shape, name="preprocess")(images), training=False)
     if not ends_in_probabilities(model):   # logits: the export adds a softmax, so `probabilities` always are
@@ -219,8 +201,8 @@ def reference(run: Run, images):
     export: the numbers an export must reproduce."""
     import keras
 
-    from .build import ends_in_probabilities
-    from .preprocess import preprocess
+    from ..build import ends_in_probabilities
+    from ..preprocess import preprocess
     out = run.model(preprocess(images, run.image_shape), training=False)
     if not ends_in_probabilities(run.model):
         out = keras.ops.softmax(out, axis=-1)
@@ -342,7 +324,7 @@ class KerasRunner(Runner):
         super().__init__(folder, manifest)
         import keras
 
-        from . import keras_layers  # noqa: F401  (Preprocess, ClassId)
+        from ..layers import keras_layers  # noqa: F401  (Preprocess, ClassId)
         with _quiet():
             self.model = keras.saving.load_model(folder / MODEL_FILES["keras"], compile=False)
 

@@ -1,0 +1,1 @@
+"""Stage 5, run folder → export, predictions, evaluation."""

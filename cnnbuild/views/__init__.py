@@ -1,0 +1,1 @@
+"""Views of a spec for people and editors: the drawing and the JSON Schema."""
