@@ -77,3 +77,17 @@ class Invalid(Exception):
         self.hint = hint
         self.field = field
         super().__init__(message)
+
+
+def first_line(error, limit: int = 300) -> str:
+    """The first non-blank line of an exception's (or a text's) message, for one-line reports:
+    Keras's and TensorFlow's messages can run to pages.
+
+    >>> first_line(ValueError("\\n  bad shape\\n  (details)")), first_line(KeyError())
+    ('bad shape', 'KeyError')
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines:
+        return lines[0][:limit]
+    return type(error).__name__ if isinstance(error, BaseException) else "unknown error"
+

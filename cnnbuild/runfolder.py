@@ -26,8 +26,8 @@ MODEL = "model.keras"
 CURVES = "training_curves.png"
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)   # the process's umask: read once (reading it means setting it) and put back
+os.umask(UMASK)
 
 
 def atomic_write(path, data: bytes | str) -> None:
@@ -36,7 +36,7 @@ def atomic_write(path, data: bytes | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)     # mkstemp makes 0600; give the file the usual permissions
+        os.chmod(tmp, 0o666 & ~UMASK)     # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()

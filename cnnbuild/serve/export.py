@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runfolder
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 
 FORMATS = ("savedmodel", "keras", "onnx", "tflite")
 MODEL_FILES = {"savedmodel": "saved_model.pb", "keras": "model.keras", "onnx": "model.onnx", "tflite": "model.tflite"}
@@ -94,7 +94,7 @@ def export_run(run_dir, out=None, format: str = "savedmodel", tolerance: float =
     _recover(destination)
     partial = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-{os.getpid()}-", dir=destination.parent))
     try:
-        partial.chmod(0o777 & ~_umask())   # mkdtemp's 0700 would hide the export from other users
+        partial.chmod(0o777 & ~runfolder.UMASK)   # mkdtemp's 0700 would hide the export from other users
         channels = input_channels(format, run.image_shape)
         serving = serving_model(run.model, run.image_shape, channels)
         with _quiet():
@@ -138,7 +138,7 @@ def load_run(run_dir) -> Run:
         with _quiet():
             model = keras.saving.load_model(model_path, compile=False)
     except Exception as e:   # a damaged or foreign file: say which, never a traceback
-        raise UsageError(f"{model_path}: cannot load the trained model: {_first_line(e)}; "
+        raise UsageError(f"{model_path}: cannot load the trained model: {first_line(e)}; "
                          "re-run `cnnbuild train` to write it again") from None
     shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
     if shape is None or len(shape) != 3 or None in shape:
@@ -272,7 +272,7 @@ def _converted(keras_format: str, label: str):
             serving.export(str(target), format=keras_format, verbose=False,
                            input_signature=[_image_spec(channels_of(serving))])
         except Exception as e:
-            raise ExportError(f"{label} conversion failed: {_first_line(e)}; the SavedModel export (the default) "
+            raise ExportError(f"{label} conversion failed: {first_line(e)}; the SavedModel export (the default) "
                               "supports every layer") from None
     return write
 
@@ -409,7 +409,7 @@ def _open(folder: Path, format: str, manifest: dict) -> Runner:
     except (UsageError, ExportError):
         raise
     except Exception as e:
-        raise UsageError(f"{folder}: cannot load the {LABELS[format]} export: {_first_line(e)}") from None
+        raise UsageError(f"{folder}: cannot load the {LABELS[format]} export: {first_line(e)}") from None
 
 
 def _export_classes(folder: Path, manifest: dict) -> list:
@@ -551,14 +551,3 @@ def _quiet():
 def _write_json(path: Path, value) -> None:
     """Inside the partial folder a plain write is enough: the folder is renamed into place whole."""
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
