@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from .errors import SpecError, UsageError
@@ -19,11 +20,22 @@ def command(name, help):
     return add
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("cnnbuild")
+    except PackageNotFoundError:   # run from a checkout without installing
+        return "unknown (not installed)"
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="cnnbuild", description="Describe, check, train and ship a CNN from a YAML spec.")
+    parser.add_argument("--version", action="version", version=f"cnnbuild {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (fn, help) in COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--verbose", action="store_true",
+                       help="show TensorFlow's own start-up log (hidden unless asked for; also CNNBUILD_DEBUG=1)")
         fn(p, None)
     return parser
 
@@ -51,8 +63,45 @@ def _load(path, args):
     return with_budget(spec, getattr(args, "max_params", None), getattr(args, "max_memory", None))
 
 
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # keep TensorFlow's C++ start-up chatter out of the log
+# What TensorFlow 2.21 prints on every start, before cnnbuild says a word: absl's notice, the
+# oneDNN and CPU-instruction notes, and on a machine without a GPU the CUDA probes. Anything
+# else it prints while starting still comes through.
+TENSORFLOW_NOISE = re.compile("|".join((
+    r"All log messages before absl::InitializeLog\(\) is called", r"oneDNN custom operations are on",
+    r"Could not find cuda drivers", r"failed call to cuInit", r"Unable to register cu(DNN|FFT|BLAS) factory",
+    r"computation placer already registered", r"TF-TRT Warning", r"This TensorFlow binary is optimized",
+    r"rebuild TensorFlow with the appropriate compiler flags", r"Attempting to register factory for plugin",
+    r"cuda_executor|cuda_platform|cudart_stub|cuda_dnn|cuda_fft|cuda_blas")))
+
+
+def _quiet_tensorflow(args):
+    """Start TensorFlow with its start-up log hidden. Its C++ side writes to file descriptor 2
+    before any setting is read (TF_CPP_MIN_LOG_LEVEL does not reach absl's early messages), so
+    the import and the first device query (which probes CUDA) run with descriptor 2 pointed at
+    a temporary file; afterwards every line that is not known noise is passed on."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # what TensorFlow does read: its later C++ log
+    if getattr(args, "verbose", False) or os.environ.get("CNNBUILD_DEBUG") or "tensorflow" in sys.modules:
+        return
+    import tempfile
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices("GPU")
+            import keras  # noqa: F401  (its first import logs too)
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            for line in text.splitlines():
+                if line.strip() and (failed or not TENSORFLOW_NOISE.search(line)):
+                    print(line, file=sys.stderr)
 
 
 def _failed(command: str, error: Exception) -> int:
@@ -68,7 +117,7 @@ def _failed(command: str, error: Exception) -> int:
 @command("check", "check a spec without TensorFlow: shapes, rules, parameters, MACs, receptive fields")
 def check(p, args):
     if args is None:
-        p.add_argument("spec", help="the YAML spec")
+        p.add_argument("spec", help="the YAML spec (e.g. specs/lenet5.yaml)")
         p.add_argument("--json", action="store_true", help="print one JSON document")
         _budget_args(p)
         return
@@ -97,16 +146,17 @@ def check(p, args):
 @command("summary", "build the Keras model and print the static table beside Keras's summary")
 def summary(p, args):
     if args is None:
-        p.add_argument("spec")
+        p.add_argument("spec", help="the YAML spec (e.g. specs/lenet5.yaml)")
         _budget_args(p)
         return
     from .build import build_model, differences, keras_summary
     from .check.report import format_table, infer
     spec = _load(args.spec, args)
     report = infer(spec)
-    print(format_table(report))
+    print(format_table(report), flush=True)
     if not report.valid:
         raise SpecError(report.errors)
+    _quiet_tensorflow(args)
     model = build_model(spec, report)
     print(keras_summary(model))
     found = differences(report, model)
@@ -125,14 +175,14 @@ def summary(p, args):
 @command("train", "train a spec's model on its data; resumes an unfinished run folder")
 def train(p, args):
     if args is None:
-        p.add_argument("spec")
+        p.add_argument("spec", help="the YAML spec (e.g. specs/lenet5.yaml)")
         p.add_argument("--out", help="run folder (default runs/NAME/)")
         p.add_argument("--epochs", type=int, help="override train.epochs")
         p.add_argument("--data", help="override data.source (digits, shapes, a directory, an .npz file, …)")
         p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", help="override any spec value")
         _budget_args(p)
         return
-    _quiet_tensorflow()
+    _quiet_tensorflow(args)
     from .spec import resolve_spec, with_budget
     from .spec.overrides import given, settings
     from .train.data import DataError
@@ -159,11 +209,11 @@ def train(p, args):
 @command("export", "export a trained run as a verified SavedModel (or keras, onnx, tflite)")
 def export(p, args):
     if args is None:
-        p.add_argument("run_dir")
+        p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by cnnbuild train (e.g. runs/lenet5)")
         p.add_argument("--out", help="destination (default RUN_DIR/export/FORMAT)")
         p.add_argument("--format", default="savedmodel", choices=["savedmodel", "keras", "onnx", "tflite"])
         return
-    _quiet_tensorflow()
+    _quiet_tensorflow(args)
     import time
 
     from .serve.export import LABELS, ExportError, export_run
@@ -186,12 +236,13 @@ def export(p, args):
 @command("predict", "classify image files with an export (or a run folder)")
 def predict(p, args):
     if args is None:
-        p.add_argument("model", metavar="EXPORT_OR_RUN_DIR")
-        p.add_argument("images", nargs="+", metavar="IMAGE")
+        p.add_argument("model", metavar="EXPORT_OR_RUN_DIR",
+                       help="an export folder (RUN_DIR/export/savedmodel) or a run folder (exported first if needed)")
+        p.add_argument("images", nargs="+", metavar="IMAGE", help="png, jpg, bmp or gif files")
         p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most likely classes (default 1)")
         p.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
         return
-    _quiet_tensorflow()
+    _quiet_tensorflow(args)
     import json
 
     from .serve.export import ExportError
@@ -222,14 +273,14 @@ def predict(p, args):
 @command("evaluate", "accuracy, per-class precision and recall, confusion matrix")
 def evaluate(p, args):
     if args is None:
-        p.add_argument("run_dir")
+        p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by cnnbuild train (e.g. runs/lenet5)")
         p.add_argument("--data", help="evaluate on every image of another source (a class-folder directory, an .npz, "
                                       "digits, …) instead of the run's validation data")
         p.add_argument("--out", metavar="FILE.png", help="the confusion-matrix picture (default RUN_DIR/confusion_matrix.png; "
                                                           "the figures go beside it as .json)")
         p.add_argument("--json", action="store_true", help="print the figures as one JSON document")
         return
-    _quiet_tensorflow()
+    _quiet_tensorflow(args)
     import json
     from pathlib import Path
 
@@ -255,7 +306,7 @@ def evaluate(p, args):
 @command("draw", "draw the architecture as SVG or PNG (pure Python)")
 def draw(p, args):
     if args is None:
-        p.add_argument("spec")
+        p.add_argument("spec", help="the YAML spec (e.g. specs/lenet5.yaml)")
         p.add_argument("--out", help="FILE.svg or FILE.png (default NAME.svg)")
         return
     from .views.draw import draw as draw_spec
@@ -275,12 +326,8 @@ def schema(p, args):
     import json
 
     from .views.schema import spec_schema
-    text = json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n"
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:   # `cnnbuild schema | head`: the reader has stopped, which is no error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.stdout.write(json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
     return 0
 
 
@@ -292,7 +339,12 @@ def main(argv=None) -> int:
         return 2
     fn = COMMANDS[args.command][0]
     try:
-        return fn(None, args) or 0
+        status = fn(None, args) or 0
+        sys.stdout.flush()     # inside the try: a reader that has gone is noticed here, not at exit
+        return status
+    except BrokenPipeError:   # `cnnbuild check … | head`: the reader has stopped, which is no error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nothing more to flush at exit
+        return 141                                                        # 128 + SIGPIPE, as `seq 1 100000 | head` ends
     except SpecError as e:
         for problem in e.problems:
             print(f"error: {problem}", file=sys.stderr)
