@@ -19,10 +19,17 @@ from .spec import Spec, load_spec, parse_spec
 
 # The later stages load on first use, so `import cnnbuild` (and `cnnbuild check`) stays light.
 # API name → (module, function); names differ from the modules' (cnnbuild.train is the module).
-_LAZY = {"build_model": ("build", "build_model"), "train_spec": ("train", "train"),
+_LAZY = {"train_spec": ("train", "train"),
          "export_run": ("serve.export", "export_run"), "predict_files": ("serve.predict", "predict_files"),
          "evaluate_run": ("serve.evaluate", "evaluate_run"), "draw_spec": ("views.draw", "draw"),
          "spec_schema": ("views.schema", "spec_schema")}
+
+
+def build_model(spec, report=None):
+    """The uncompiled Keras model of a spec: a Spec, or the path of a YAML file, loaded first
+    (the build stage itself takes a Spec only)."""
+    from .build import build_model as build
+    return build(spec if isinstance(spec, Spec) else load_spec(spec), report)
 
 
 def __getattr__(name):

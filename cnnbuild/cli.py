@@ -108,7 +108,7 @@ def _failed(command: str, error: Exception) -> int:
     """A run that failed inside TensorFlow (not a bug of ours, not the user's spec): one line."""
     if os.environ.get("CNNBUILD_DEBUG"):
         raise error
-    from .train.run import tf_error_text
+    from .train.strategy import tf_error_text
     print(f"cnnbuild {command}: failed: {tf_error_text(error)}\n  (set CNNBUILD_DEBUG=1 to see the traceback)",
           file=sys.stderr)
     return 1
@@ -241,6 +241,8 @@ def predict(p, args):
         p.add_argument("images", nargs="+", metavar="IMAGE", help="png, jpg, bmp or gif files")
         p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most likely classes (default 1)")
         p.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
+        p.add_argument("--out", default="predictions", metavar="DIR",
+                       help="where a segmentation model's masks and overlays go (default predictions/)")
         return
     _quiet_tensorflow(args)
     import json
@@ -250,7 +252,7 @@ def predict(p, args):
     if args.top < 1:
         raise UsageError(f"--top {args.top}: must be at least 1 (the number of best classes to show)")
     try:
-        predictions = predict_files(args.model, args.images, args.top)
+        predictions = predict_files(args.model, args.images, args.top, args.out)
     except ExportError as e:
         print(f"cnnbuild predict: error: {e}", file=sys.stderr)
         return 1
@@ -262,7 +264,7 @@ def predict(p, args):
     else:
         for prediction in predictions:
             if not prediction.error:
-                print(f"{prediction.file}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in prediction.top))
+                print(prediction.text())
     failed = sum(1 for prediction in predictions if prediction.error)
     if failed:
         print(f"{failed} of {len(predictions)} file{'s' if len(predictions) != 1 else ''} could not be read",

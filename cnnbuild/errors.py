@@ -32,6 +32,7 @@ class Problem:
     where: Where
     message: str
     hint: str = ""
+    layer: str = ""   # the unique name of the layer it is about ('' for the spec as a whole); the drawing reads it
 
     def __str__(self) -> str:
         head = f"{self.where}: "

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import tensorflow as tf   # plainly: a broken install must fail these tests, not skip them
 
 from cnnbuild import SpecError, parse_spec
 from cnnbuild.augment import AUGMENTATIONS, Augmentation, augmentation, make_augment
-from cnnbuild.train.data import generate_shapes
 from cnnbuild.spec.sections import parse_augment
-
-tf = pytest.importorskip("tensorflow")
+from cnnbuild.train.images import generate_shapes
 
 # one example of each kind, as a user writes it; a kind not listed runs with its defaults
 # (`- kind`), so a new augmentation is covered by the registry tests below without a change here

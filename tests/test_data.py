@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 
 from cnnbuild import infer, parse_spec
-from cnnbuild.train.data import DataError, Pipeline, generate_shapes, load_data
+from cnnbuild.train.data import DataError, load_data
+from cnnbuild.train.images import generate_shapes
+from cnnbuild.train.pipeline import Pipeline
 
 CLASSIFIER = """\
 name: net
@@ -66,13 +68,15 @@ def write_class_folders(root, classes=3, per_class=5, suffixes=(".png",), mode="
 def test_digits_is_the_default_and_splits_by_seed():
     spec = spec_of("digits", h=32, w=32)
     loaded = load(spec)
-    assert loaded.train.count + loaded.validation.count == 1797
-    assert loaded.validation.count == round(1797 * 0.2)
+    from sklearn.datasets import load_digits
+    total = len(load_digits().target)                      # scikit-learn's 1,797 scans
+    assert loaded.train.count + loaded.validation.count == total == 1797
+    assert loaded.validation.count == round(total * 0.2)   # validation_split's default, 0.2
     assert loaded.classes == [str(i) for i in range(10)]
     again = load(spec)
-    assert np.array_equal(again.validation.labels, loaded.validation.labels)
+    assert np.array_equal(again.validation.columns["label"], loaded.validation.columns["label"])
     other = load(spec_of("digits", h=32, w=32, extra="train: {seed: 5}\n"))
-    assert not np.array_equal(other.validation.labels, loaded.validation.labels)
+    assert not np.array_equal(other.validation.columns["label"], loaded.validation.columns["label"])
     # the 0…16 scans become 0…255 and are resized by preprocess to the spec's 32×32
     _, got = batches(loaded, spec)
     images, labels = got[0]
@@ -181,7 +185,7 @@ def test_directory_segmentation_with_masks(tmp_path):
         Image.fromarray(masks[i]).save(tmp_path / "s" / "masks" / f"{i}.png")
     spec = spec_of(f"{{source: {tmp_path / 's'}, validation_split: 0}}", h=10, w=10, c=3, k=4, segment=True)
     loaded = load(spec)
-    assert loaded.train.count == 6 and loaded.train.labels.shape == (6, 10, 10)
+    assert loaded.train.count == 6 and loaded.train.columns["label"].shape == (6, 10, 10)
     _, got = batches(loaded, spec, batch=6)
     assert got[0][1].shape == (6, 10, 10) and got[0][1].max() <= 3
     # a mask value that is not a class of the model
@@ -325,3 +329,11 @@ def test_source_paths_choose_their_kind():
     assert spec_of("'data/*.tfrec'").data.kind == "tfrecord"
     assert spec_of("'tfds:mnist'").data.location == "mnist"
     assert spec_of("flowers").data.kind == "directory"
+
+
+def test_every_source_kind_the_spec_accepts_has_one_reader():
+    from cnnbuild.spec.sections import SOURCE_KINDS
+    from cnnbuild.train.sources import SOURCES, source
+    assert sorted(SOURCES) == sorted(SOURCE_KINDS)
+    with pytest.raises(ValueError, match="data source 'digits' is registered twice"):
+        source("digits")(lambda data, reading, seed: None)

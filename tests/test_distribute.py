@@ -109,10 +109,10 @@ def test_tpu_without_a_tpu_is_a_clear_error(monkeypatch):
     import tensorflow as tf
 
     from cnnbuild import UsageError
-    from cnnbuild.train.run import _tpu_hinted, make_plan
+    from cnnbuild.train.strategy import make_plan, tpu_hinted
     for name in ("TPU_NAME", "COLAB_TPU_ADDR"):
         monkeypatch.delenv(name, raising=False)
-    if _tpu_hinted():
+    if tpu_hinted():
         pytest.skip("this machine has a TPU")
     section = parse_spec("name: n\ninput: [8, 8, 1]\nlayers: [flatten]\ntrain: {strategy: tpu}\n").train
     with pytest.raises(UsageError, match="strategy tpu: no TPU found"):

@@ -1,6 +1,10 @@
 """`cnnbuild draw`: the SVG is well-formed with a node per layer and the shapes on its
 edges, inception branches sit side by side, residual shortcuts and `with:` skips are drawn,
-the PNG is a real picture, and nothing imports TensorFlow."""
+the PNG is a real picture, and nothing imports TensorFlow.
+
+The expected values come from outside the code drawn: shapes and counts from the seeds'
+arithmetic (written beside them), titles as a reader would write them, and the layer
+drawn red is the one the test broke on purpose."""
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -10,8 +14,9 @@ import pytest
 from PIL import Image
 
 from cnnbuild.cli import main
-from cnnbuild.views.draw import CROSS, SKIP, draw, shape_text
-from cnnbuild.check.report import infer
+from cnnbuild.layers.base import REGISTRY
+from cnnbuild.views.draw import CROSS, SKIP, draw
+from cnnbuild.views.draw.canvas import ERROR, LABEL, STYLES
 from cnnbuild.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,17 +47,37 @@ def first_rect(group):
     return float(rect.get("x")), float(rect.get("y"))
 
 
+def edge_labels(root):
+    """The shapes written on the column's edges, top to bottom."""
+    found = [(float(t.get("y")), t.text) for t in root.iter(f"{SVG}text") if t.get("fill") == LABEL]
+    return [text for _, text in sorted(found)]
+
+
+def red_layers(root):
+    """The layers whose own box is drawn with the error stroke."""
+    return {name for g in root.iter(f"{SVG}g") if g.get("class") == "layer"
+            for rect in [g.find(f"{SVG}rect")] if rect is not None and rect.get("stroke") == ERROR
+            for name in g.get("data-layers").split()}
+
+
 def test_lenet5_has_a_node_per_layer_and_every_shape_on_an_edge(tmp_path):
     spec = load_spec(ROOT / "specs" / "lenet5.yaml")
-    root, report = drawn(spec, tmp_path)
+    root, _ = drawn(spec, tmp_path)
     groups = layer_groups(root)
     assert {layer.name for layer in spec.layers} <= set(groups)
-    labels = texts(root)
-    for row in report.rows:
-        assert shape_text(row.output) in labels, row.name
-    assert shape_text(spec.input) in labels
+    assert edge_labels(root) == [
+        "32×32×1",     # the input
+        "28×28×6",     # conv 5×5: 32 − 5 + 1 = 28, 6 filters
+        "14×14×6",     # avg_pool 2: 28 / 2
+        "10×10×16",    # conv 5×5: 14 − 5 + 1
+        "5×5×16",      # avg_pool 2: 10 / 2
+        "1×1×120",     # conv 5×5: 5 − 5 + 1
+        "120",         # flatten: 1 · 1 · 120
+        "84", "10",    # the dense layers' units
+    ]
     ys = [first_rect(groups[layer.name])[1] for layer in spec.layers]
     assert ys == sorted(ys)                                  # top to bottom, in order
+    assert [t for t in texts(root) if t.startswith("conv ")] == ["conv 5×5, 6", "conv 5×5, 16", "conv 5×5, 120"]
 
 
 @pytest.mark.parametrize("name", ["googlenet", "resnet50", "resnet_small", "unet_small"])
@@ -159,8 +184,10 @@ def test_an_invalid_spec_is_drawn_with_the_failing_layer_in_red(tmp_path, capsys
     out = tmp_path / "bad.svg"
     assert main(["draw", str(path), "--out", str(out)]) == 1
     root = ET.parse(out).getroot()
-    assert any(r.get("stroke") == "#dc2626" for r in root.iter(f"{SVG}rect"))
+    # conv 3×3 with stride 3 on 7 rows: (7 − 3) / 3 + 1 = 2.33, so the first layer fails
+    assert red_layers(root) == {"conv_1"}
     assert "output height and width are not whole numbers" in capsys.readouterr().out
+    assert any(t.startswith("invalid: 1 error") for t in texts(root))
 
 
 def test_the_output_must_be_svg_or_png(tmp_path, capsys):
@@ -178,10 +205,92 @@ def test_draw_never_imports_tensorflow(tmp_path):
     assert (tmp_path / "x.png").stat().st_size > 1000
 
 
-def test_the_report_drawn_is_the_static_one(tmp_path):
-    spec = load_spec(DRAW_SPECS / "googlenet.yaml")
-    _, report = drawn(spec, tmp_path)
-    assert report.params == infer(spec).params
+def test_the_summary_line_gives_the_seeds_parameter_count(tmp_path):
+    root, _ = drawn(ROOT / "specs" / "lenet5.yaml", tmp_path)
+    # LeNet-5: 6·(5·5·1 + 1) + 16·(5·5·6 + 1) + 120·(5·5·16 + 1) + 84·(120 + 1) + 10·(84 + 1)
+    #        = 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706
+    assert any(t.startswith("32×32×1 → 10 · 61,706 parameters · ") for t in texts(root))
+    # multiply-adds: 28·28·6·25 + 10·10·16·150 + 120·400 + 120·84 + 84·10 = 416,520 → 416.5K
+    assert any(t.endswith("· 416.5K multiply-adds") for t in texts(root))
+
+
+def test_an_error_inside_a_composite_marks_that_composite(tmp_path):
+    spec = parse_spec("""
+name: uneven
+input: [9, 9, 4]
+layers:
+  - inception:
+      name: mix
+      branches:
+        - [conv: {filters: 2, kernel: 3, name: three}]
+        - [conv: {filters: 2, kernel: 1, name: one}]
+  - flatten
+""")
+    root, report = drawn(spec, tmp_path)
+    # the branches give 9 − 3 + 1 = 7 and 9 rows: the inception's join fails, not its branches
+    assert [p.layer for p in report.errors] == ["mix"]
+    assert red_layers(root) == set()                          # the branches' boxes are not red …
+    joins = [r for r in root.iter(f"{SVG}rect") if r.get("stroke") == ERROR]
+    assert len(joins) == 1                                    # … the concat that joins them is
+
+
+def test_an_error_of_the_whole_spec_marks_no_layer(tmp_path):
+    spec = parse_spec("name: big\ninput: [8, 8, 1]\nbudget: {params: 10}\nlayers:\n  - conv: {filters: 4, kernel: 3}\n")
+    root, report = drawn(spec, tmp_path)
+    # 4·(3·3·1 + 1) = 40 parameters, over the budget of 10: an error of no layer
+    assert [p.layer for p in report.errors] == [""]
+    assert not any(r.get("stroke") == ERROR for r in root.iter(f"{SVG}rect"))
+
+
+# Each kind's title and details as a reader writes them: (layers, input, title, details).
+TITLES = [
+    ("conv: {filters: 8, kernel: 3, stride: 2, batchnorm: true, activation: relu}", [16, 16, 4], "conv 3×3/2, 8",
+     "batchnorm · relu · 328 params"),   # 8·(3·3·4 + 1) = 296, batchnorm 4·8 = 32 (γ, β, mean, variance)
+    ("conv: {filters: 8, kernel: 3, dilation: 2, groups: 2}", [16, 16, 4], "conv 3×3, 8, dilation 2×2, groups 2",
+     "152 params"),                      # 8·(3·3·2 + 1): each filter reads 4 / 2 maps
+    ("conv: {filters: 4, kernel: 1, trainable: false}", [16, 16, 4], "conv 1×1, 4", "frozen · 20 params"),  # 4·(4 + 1)
+    ("depthwise_conv: {kernel: 3, multiplier: 2}", [16, 16, 4], "depthwise_conv 3×3, ×2", "80 params"),  # 8·3·3 + 8
+    ("separable_conv: {filters: 6, kernel: [3, 5], stride: [1, 2], padding: same}", [16, 16, 4],
+     "separable_conv 3×5/1×2, 6", "90 params"),   # 3·5·4 + 4·6 + 6
+    ("conv_transpose: {filters: 4, stride: 2}", [16, 16, 4], "conv_transpose 2×2/2, 4", "68 params"),  # 2·2·4·4 + 4
+    ("max_pool: {size: 3, stride: 2}", [16, 16, 4], "max_pool 3×3/2", ""),
+    ("avg_pool: 2", [16, 16, 4], "avg_pool 2×2/2", ""),
+    ("global_avg_pool", [16, 16, 4], "global_avg_pool", ""),
+    ("upsample: [1, 2]", [16, 16, 4], "upsample ×1×2", ""),
+    ("upsample: 2", [16, 16, 4], "upsample ×2", ""),
+    ("dropout: {rate: 0.25, spatial: true}", [16, 16, 4], "dropout 0.25 spatial", ""),
+    ("activation: {function: elu}", [16, 16, 4], "elu", ""),
+    ("leaky_relu", [16, 16, 4], "leaky_relu", ""),
+    ("reshape: [8, -1]", [16, 16, 4], "reshape 8×-1", ""),
+    ("maxout: 2", [16, 16, 4], "maxout 2", ""),
+    ("batchnorm", [16, 16, 4], "batchnorm", "16 params"),   # γ, β, mean, variance of 4 channels
+    ("dense: {units: 10, activation: softmax}", [1, 1, 12], "dense 10", "softmax · 130 params"),   # 10·(12 + 1)
+    ("add: {with: [input]}", [16, 16, 4], "add", "sum of 2"),
+    ("concat: {with: [input]}", [16, 16, 4], "concat", "4 + 4 = 8"),
+    ("backbone: {application: MobileNetV2, freeze: 20}", [64, 64, 3], "backbone MobileNetV2", "first 20 frozen · "),
+]
+
+
+@pytest.mark.parametrize("layer, shape, title, details", TITLES, ids=[case[2] for case in TITLES])
+def test_each_kind_is_titled_with_the_numbers_that_matter(layer, shape, title, details, tmp_path):
+    spec = parse_spec(f"name: one\ninput: {shape}\nlayers:\n  - {layer}\n")
+    root, _ = drawn(spec, tmp_path)
+    lines = [t.text for t in layer_groups(root)[spec.layers[-1].name].iter(f"{SVG}text")]
+    assert lines[0] == title
+    assert (lines[1] if len(lines) > 1 else "").startswith(details), lines
+
+
+def test_max_unpool_names_its_pool_and_reads_it_with_a_dashed_arc(tmp_path):
+    spec = parse_spec("name: segnet\ninput: [8, 8, 2]\nlayers:\n  - max_pool: {size: 2, name: p}\n"
+                      "  - conv: {filters: 2, kernel: 1}\n  - max_unpool: p\n")
+    root, _ = drawn(spec, tmp_path)
+    assert "max_unpool ← p" in texts(root)
+    dashed = [p for p in root.iter(f"{SVG}path") if p.get("stroke") == CROSS and p.get("stroke-dasharray")]
+    assert len(dashed) == 1
+
+
+def test_every_kind_has_a_colour():
+    assert {cls.family for cls in REGISTRY.values()} <= set(STYLES)
 
 
 def test_a_backbone_from_a_spec_is_framed_with_its_layers(tmp_path):
@@ -193,3 +302,23 @@ def test_a_backbone_from_a_spec_is_framed_with_its_layers(tmp_path):
     labels = texts(root)
     assert any(t.startswith("backbone small_backbone.yaml · frozen") for t in labels)
     assert "conv 3×3, 4" in labels and "4×4×6" in labels
+
+
+def test_a_projection_shortcut_is_drawn_as_the_convolution_it_is(tmp_path):
+    spec = parse_spec("""
+name: projections
+input: [8, 8, 3]
+layers:
+  - residual:
+      trainable: false
+      body: [conv: {filters: 5, kernel: 3, stride: 2, padding: same}]
+  - residual:
+      body: [conv: {filters: 6, kernel: 3, padding: same, batchnorm: true}]
+""")
+    root, _ = drawn(spec, tmp_path)
+    lines = texts(root)
+    # 8×8×3 → 4×4×5: a 1×1 convolution with stride 8 / 4 = 2, 5·(3 + 1) = 20 parameters, no
+    # batchnorm (frozen, its parameters count as non-trainable, but it has none)
+    assert lines[lines.index("conv 1×1/2, 5") + 1] == "projection · 20 params"
+    # 4×4×5 → 4×4×6: stride 1, with the body's batchnorm: 6·(5 + 1) + 4·6 = 60
+    assert lines[lines.index("conv 1×1, 6") + 1] == "projection · batchnorm · 60 params"

@@ -193,3 +193,62 @@ def test_cli_export_and_errors(run, tmp_path, capsys):
 def test_default_destination_is_inside_the_run(run):
     manifest = export_run(run, format="keras")
     assert Path(manifest["path"]) == run / "export" / "keras" and (run / "export" / "keras" / "model.keras").is_file()
+
+
+def test_export_never_replaces_a_users_folder(run, tmp_path, capsys):
+    """Only an earlier export (a folder with export.json) or an empty folder is replaced."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "important.txt").write_text("x")
+    assert main(["export", str(run), "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "not a cnnbuild export (important.txt)" in err and "nothing there was touched" in err
+    assert (mine / "important.txt").read_text() == "x" and sorted(p.name for p in mine.iterdir()) == ["important.txt"]
+    # the run's own parent folder, or the run itself: refused, the run intact
+    before = sorted(p.name for p in run.iterdir())
+    for out in (run.parent, run):
+        assert main(["export", str(run), "--out", str(out)]) == 2
+        assert "holds the run" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+    # a file, not a folder
+    (tmp_path / "file").write_text("y")
+    assert main(["export", str(run), "--out", str(tmp_path / "file")]) == 2
+    assert "is not a folder" in capsys.readouterr().err and (tmp_path / "file").read_text() == "y"
+    # an earlier export and an empty folder are replaced
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "exported", tmp_path / "exported", tmp_path / "empty"):
+        assert main(["export", str(run), "--out", str(out), "--format", "keras"]) == 0
+        assert (out / "export.json").is_file()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs: a real full disk, not a simulated error (needs root, as here and in CI)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_named_and_the_previous_export_kept(run, small_disk, capsys):
+    out = small_disk / "savedmodel"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:       # fill the disk up to the last few kilobytes
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    assert main(["export", str(run), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "is full (no space left on device)" in err and "previous export" in err and "intact" in err, err
+    assert "internal error" not in err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in small_disk.iterdir() if p.name.startswith(".")] == []   # no partial folder left

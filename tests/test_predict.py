@@ -133,3 +133,74 @@ def test_usage_errors(run, pngs, capsys, tmp_path):
     (tmp_path / "folder").mkdir()
     assert main(["predict", str(tmp_path / "folder"), str(pngs[0][0])]) == 2
     assert "not an export folder" in capsys.readouterr().err
+
+
+def test_a_model_file_is_read_as_its_folder_says(run, pngs, tmp_path, capsys):
+    """A run's model.keras means the run; a file in an export folder must be the file its
+    export.json names (a renamed copy is refused, not silently swapped for model.keras)."""
+    image = str(pngs[0][0])
+    assert main(["predict", str(run / "model.keras"), image]) == 0
+    assert capsys.readouterr().out.startswith(f"{image}: ")
+    export_run(run, tmp_path / "keras", "keras")
+    assert main(["predict", str(tmp_path / "keras" / "model.keras"), image]) == 0
+    capsys.readouterr()
+    (tmp_path / "keras" / "model.keras").rename(tmp_path / "keras" / "renamed.keras")
+    assert main(["predict", str(tmp_path / "keras" / "renamed.keras"), image]) == 2
+    err = capsys.readouterr().err
+    assert "is model.keras (its export.json says so), not renamed.keras" in err and "internal error" not in err
+    loose = tmp_path / "loose.keras"
+    (tmp_path / "keras" / "renamed.keras").rename(loose)
+    assert main(["predict", str(loose), image]) == 2
+    assert "not inside an export folder" in capsys.readouterr().err
+
+
+def test_an_image_too_large_to_decode_is_refused_from_its_header(run, pngs, tmp_path, capsys):
+    """A 20000×20000 single-colour PNG is small on disk; predict refuses it before decoding
+    (which would take gigabytes) and still predicts the other files."""
+    huge = tmp_path / "huge.png"
+    Image.new("L", (20000, 20000), 255).save(huge)
+    assert huge.stat().st_size < 2_000_000
+    assert main(["predict", str(run), str(huge), str(pngs[0][0])]) == 2
+    captured = capsys.readouterr()
+    assert f"{huge}: " in captured.err and "megapixels" in captured.err and "resize it first" in captured.err
+    assert captured.out.startswith(f"{pngs[0][0]}: ")
+
+
+SEGMENTATION_SPEC = """\
+name: tiny_segmenter
+input: [32, 32, 1]
+data: {source: shapes, samples: 400}
+train: {epochs: 3, seed: 0}
+layers:
+  - conv: {filters: 8, kernel: 3, padding: same, activation: relu}
+  - conv: {filters: 8, kernel: 3, padding: same, activation: relu}
+  - conv: {filters: 4, kernel: 1, activation: softmax}
+"""
+
+
+def test_segmentation_writes_a_mask_and_an_overlay_per_image(tmp_path, capsys):
+    spec = tmp_path / "segmenter.yaml"
+    spec.write_text(SEGMENTATION_SPEC)
+    assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 0
+    picture = np.zeros((40, 48), np.uint8)          # not the training size: masks come back at the file's size
+    picture[10:30, 12:32] = 255
+    Image.fromarray(picture).save(tmp_path / "square.png")
+    capsys.readouterr()
+    out = tmp_path / "masks"
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "square.png"), "--json", "--out", str(out)]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert result["mask"] == str(out / "square.mask.png") and result["overlay"] == str(out / "square.overlay.png")
+    mask = np.asarray(Image.open(result["mask"]))
+    overlay = Image.open(result["overlay"])
+    assert mask.shape == (40, 48) and mask.dtype == np.uint8 and overlay.size == (48, 40) and overlay.mode == "RGB"
+    shares = {p["class"]: p["share"] for p in result["pixels"]}
+    assert set(shares) <= set(json.loads((tmp_path / "run" / "classes.json").read_text()))
+    assert abs(sum(shares.values()) - 1) < 1e-4
+    # the same answer from Keras directly: model.keras on the picture resized to 32×32, argmax per pixel,
+    # scaled back to 40×48 by nearest neighbour
+    import keras
+    import tensorflow as tf
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    x = tf.image.resize(tf.constant(picture[None, ..., None], tf.float32), (32, 32)) / 255.0
+    expected = np.asarray(Image.fromarray(np.argmax(model(x)[0], -1).astype(np.uint8)).resize((48, 40), Image.NEAREST))
+    assert (mask == expected).mean() > 0.99

@@ -9,7 +9,7 @@ from cnnbuild import build_model, infer, load_spec
 from cnnbuild.cli import main
 from cnnbuild.errors import SpecError
 from cnnbuild.serve.export import export_run
-from cnnbuild.layers.backbone import APPLICATION_NAMES, application_counts, application_output, application_table
+from cnnbuild.layers.applications import APPLICATION_NAMES, application_counts, application_output, application_table
 from run_helpers import digits, make_run, train_model
 
 
@@ -50,7 +50,9 @@ def test_application_weights_from_a_local_file(tmp_path):
     base = model.get_layer("base")
     for ours, theirs in zip(base.weights, source.weights):
         assert np.array_equal(ours.numpy(), theirs.numpy())
-    assert not base.trainable and _keras_counts(model)[0] == 1280 * 3 + 3
+    channels = source.output_shape[-1]   # 1280: MobileNetV2 ends in a 1×1 convolution to 1280 channels
+    assert channels == 1280
+    assert not base.trainable and _keras_counts(model)[0] == channels * 3 + 3   # only the head, dense 1280 → 3, trains
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,14 @@ def test_seeds_recipe_freeze_train_unfreeze_export(pretrained, tmp_path):
     spec = load_spec(head_spec)
     report = infer(spec)
     model = build_model(spec)
-    assert (report.trainable_params, report.non_trainable_params) == _keras_counts(model) == (256 * 3 + 3, 1280)
     trained = keras.saving.load_model(pretrained / "model.keras")
+    # the pretrained spec (run_helpers.SMALL_SPEC) up to its flatten is the frozen backbone:
+    # conv 3·3·1·8 + 8 = 80, batchnorm 4·8 = 32 and conv 3·3·8·16 + 16 = 1,168, in all 1,280;
+    # its flatten hands 4·4·16 = 256 features to the new dense head (3 classes)
+    frozen = trained.count_params() - trained.get_layer("dense_1").count_params()
+    features = trained.get_layer("flatten_1").output.shape[-1]
+    assert (frozen, features) == (1280, 256)
+    assert (report.trainable_params, report.non_trainable_params) == _keras_counts(model) == (features * 3 + 3, frozen)
     assert np.array_equal(model.get_layer("base_conv_1").kernel.numpy(), trained.get_layer("conv_1").kernel.numpy())
     before = [w.numpy().copy() for w in model.non_trainable_weights]
     images, labels = digits()
@@ -132,3 +140,13 @@ def test_errors_say_where_and_what(tmp_path, backbone, message):
 def test_grayscale_input_to_application_is_an_error(tmp_path, capsys):
     assert main(["check", str(_spec(tmp_path, "{application: MobileNetV2}", channels=1))]) == 1
     assert "MobileNetV2 takes RGB images (3 channels), got 1" in capsys.readouterr().err
+
+
+def test_specs_that_are_each_others_backbone_are_refused(tmp_path):
+    """The spec stage reads a backbone's spec itself and remembers which spec files it is
+    inside, so a loop through two files ends in an error naming the files, not a recursion."""
+    for name, other in (("a", "b"), ("b", "a")):
+        (tmp_path / f"{name}.yaml").write_text(f"name: {name}\ninput: [8, 8, 3]\nlayers:\n"
+                                               f"  - backbone: {{spec: {other}.yaml, include_top: true}}\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=r"spec b.yaml is its own backbone \(b.yaml → a.yaml → b.yaml\)"):
+        load_spec(tmp_path / "a.yaml")

@@ -12,14 +12,12 @@ from ..errors import SpecError
 SUMMARY_WIDTH = 120   # columns of Keras's summary: name, output shape and Param #, with room for long names
 
 
-def build_model(spec_or_path, report=None):
-    """Build the uncompiled Keras model of a spec (a Spec or a path to a YAML file).
+def build_model(spec, report=None):
+    """Build the uncompiled Keras model of a Spec (`report`: its `infer`, when already made).
 
     The spec is checked first: an invalid spec raises SpecError before any tensor is
     allocated, so a model over the budget is never built."""
     from ..check.report import infer
-    from ..spec import Spec, load_spec
-    spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path)
     report = report or infer(spec)
     if not report.valid:
         raise SpecError(report.errors)
@@ -29,8 +27,7 @@ def build_model(spec_or_path, report=None):
     inputs = keras.Input(shape=spec.input, name="input")
     builder = _Builder(keras, keras_layers, inputs)
     outputs = builder.run(spec.layers, inputs)
-    model = keras.Model(inputs, outputs, name=spec.name)
-    return model
+    return keras.Model(inputs, outputs, name=spec.name)
 
 
 def keras_summary(model) -> str:
@@ -86,10 +83,15 @@ class _Builder:
         self.env = {"input": (None, [], inputs)}
         self.layer = None
         self.trainable = [True]
+        self.skip_weights = False   # inside a spec backbone with its own weights file: inner backbones load none
 
     @property
     def name(self):
         return self.layer.name
+
+    def model_of(self, spec):
+        """Another spec's own model (a spec backbone's, as written: its weights file loads into it)."""
+        return build_model(spec)
 
     @staticmethod
     def shape(tensor):

@@ -152,10 +152,10 @@ class _Engine:
         return self.spec.rounding
 
     def warn(self, message, hint=""):
-        self.report.warnings.append(Problem(self.layer.where, self._context(message), hint))
+        self.report.warnings.append(Problem(self.layer.where, self._context(message), hint, self.layer.name))
 
     def error(self, message, hint=""):
-        self.report.errors.append(Problem(self.layer.where, self._context(message), hint))
+        self.report.errors.append(Problem(self.layer.where, self._context(message), hint, self.layer.name))
 
     def lookup(self, name):
         return self.env[name]
@@ -167,8 +167,7 @@ class _Engine:
     def _context(self, message):
         layer = self.layer
         text = f"{layer.kind} '{layer.name}': {message}"
-        uses = [l for l in self.stack[:-1] if l.kind not in ("inception", "residual", "repeat")
-                and hasattr(l.args, "block")]
+        uses = [l for l in self.stack[:-1] if l.args.used_block()]
         if uses:
             text += f" (in block '{uses[-1].kind}' used at line {uses[-1].where.line} as '{uses[-1].name}')"
         return text
@@ -204,7 +203,7 @@ class _Engine:
             result = layer.args.infer(ins, self)
         except Invalid as e:
             self.layer = layer
-            self.report.errors.append(Problem(layer.where, self._context(e.message), e.hint))
+            self.report.errors.append(Problem(layer.where, self._context(e.message), e.hint, layer.name))
             result = None
         finally:
             self.stack.pop()
@@ -255,7 +254,7 @@ def format_table(report: Report) -> str:
     for r in report.rows:
         ins = " + ".join("×".join(map(str, s)) for s in r.inputs)
         lines.append(("  " * r.depth + r.name, r.kind, f"{ins} → {'×'.join(map(str, r.output)) or '?'}", r.rule,
-                      f"{r.params:,}", _short(r.macs), "×".join(map(str, r.receptive_field))))
+                      f"{r.params:,}", count_text(r.macs), "×".join(map(str, r.receptive_field))))
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
     widths[3] = min(widths[3], 44)
 
@@ -268,12 +267,17 @@ def format_table(report: Report) -> str:
         out.append(fmt(["─" * w for w in widths]))
         out.append(f"output {'×'.join(map(str, report.output))}; parameters {report.params:,} "
                    f"(trainable {report.trainable_params:,}, non-trainable {report.non_trainable_params:,}); "
-                   f"multiply-adds {report.macs:,} ({_short(report.macs)}); "
+                   f"multiply-adds {report.macs:,} ({count_text(report.macs)}); "
                    f"activations {human_bytes(report.activation_bytes)} per image")
     return "\n".join(out)
 
 
-def _short(n: int) -> str:
+def count_text(n: int) -> str:
+    """A count in three digits, for tables and drawings.
+
+    >>> count_text(9472), count_text(25_610_152), count_text(280)
+    ('9.5K', '25.6M', '280')
+    """
     for unit, size in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
         if n >= size:
             return f"{n / size:.1f}{unit}"

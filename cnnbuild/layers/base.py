@@ -8,7 +8,6 @@ Composite kinds also implement `children()` and call `ctx.run(...)` for their su
 """
 from __future__ import annotations
 
-import dataclasses
 import typing
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -89,10 +88,33 @@ class Kind:
     main: ClassVar[str | None] = None       # the argument a bare scalar stands for
     inputs_range: ClassVar[tuple] = (1, 1)  # how many inputs it reads
     merges: ClassVar[bool] = False          # accepts `with:`
+    refs: ClassVar[tuple] = ()              # arguments that name another layer (max_unpool's pool)
+    family: ClassVar[str] = "plain"         # the drawing's colour: conv, pool, dense, merge, shape or plain
+
+    # ── what the drawing (views/draw) asks of a kind
+    def label(self) -> str:
+        """The drawing's title for a layer of this kind: the kind with the numbers that matter."""
+        return self.kind
+
+    def details(self) -> list:
+        """What the layer adds that the drawing names under the title (batchnorm, an activation)."""
+        return []
+
+    def freeze_note(self) -> str:
+        """What of the layer its own arguments freeze, for the drawing ('' for nothing)."""
+        return ""
+
+    def drawing(self, layer, view):
+        """How the drawing shows `layer`: a box; composites answer with their structure."""
+        return view.box(layer)
 
     def children(self) -> list:
         """(label, layers) pairs for composites; label is for display paths."""
         return []
+
+    def used_block(self) -> str | None:
+        """The name of the user block (under `blocks:`) this layer is a use of; None for a built-in kind."""
+        return None
 
     def infer(self, ins, ctx) -> Out:
         raise NotImplementedError
@@ -204,7 +226,3 @@ def padding_text(pads) -> str:
     if top == bottom and left == right:
         return pair_text((top, left))
     return f"[[{top}, {bottom}], [{left}, {right}]]"
-
-
-def fields_of(obj) -> dict:
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}

@@ -7,7 +7,9 @@ from typing import Literal, Optional, Union
 
 from ..errors import Invalid
 from ..fields import Branches, Layers, PositiveInt
-from .base import Activation, Kind, Out, part_name, register
+from .base import Activation, Kind, Layer, Out, part_name, register
+from .conv import Conv
+from .keras_parts import activation_layer
 
 
 @register("inception")
@@ -21,9 +23,14 @@ class Inception(Kind):
     """
 
     branches: Branches
+    family = "merge"
 
     def children(self):
         return [(f"branches[{i}]", b) for i, b in enumerate(self.branches)]
+
+    def drawing(self, layer, view):
+        """The branches side by side, joined by a concat."""
+        return view.branches(layer, self.branches)
 
     def infer(self, ins, ctx):
         outs = [ctx.run(branch, ins[0], f"branches[{i}]") for i, branch in enumerate(self.branches)]
@@ -58,6 +65,12 @@ class Residual(Kind):
     body: Layers
     shortcut: Union[Literal["auto", "identity"], Layers] = "auto"
     activation: Optional[Activation] = None
+    family = "merge"
+
+    def drawing(self, layer, view):
+        """The body in the column, the shortcut beside it (its layers, or shortcut: auto's
+        projection where the checker made one), joined by an add."""
+        return view.skip(layer, self.body, self.shortcut if isinstance(self.shortcut, tuple) else None, self.activation)
 
     def children(self):
         out = [("body", self.body)]
@@ -65,25 +78,42 @@ class Residual(Kind):
             out.append(("shortcut", self.shortcut))
         return out
 
+    @staticmethod
+    def shortcut_stride(input_shape, body_shape) -> int:
+        """The stride of shortcut: auto's 1×1 projection from the block's input to the body's
+        output (shapes without the batch axis): the ratio of their heights, rounded, as ResNet
+        halves both sides at once.
+
+        >>> Residual.shortcut_stride((56, 56, 64), (28, 28, 128)), Residual.shortcut_stride((7, 7, 4), (4, 4, 8))
+        (2, 2)
+        """
+        return max(1, round(input_shape[0] / body_shape[0]))
+
+    def shortcut_layers(self, layer, input_shape, body_shape) -> tuple:
+        """The layers on the shortcut of `layer` (this block) when its input and its body's
+        output have these shapes (no batch axis): the spec's own, shortcut: auto's projection,
+        or () for the identity."""
+        if isinstance(self.shortcut, tuple):
+            return self.shortcut
+        if self.shortcut == "identity" or tuple(body_shape) == tuple(input_shape):
+            return ()
+        if len(input_shape) != 3 or len(body_shape) != 3:
+            raise Invalid(f"shortcut: auto cannot project {list(input_shape)} to {list(body_shape)}",
+                          "give the shortcut as a list of layers")
+        stride = self.shortcut_stride(input_shape, body_shape)
+        if ((input_shape[0] - 1) // stride + 1, (input_shape[1] - 1) // stride + 1) != tuple(body_shape[:2]):
+            raise Invalid(f"shortcut: auto cannot reach {body_shape[0]}×{body_shape[1]} from "
+                          f"{input_shape[0]}×{input_shape[1]} with a strided 1×1 convolution",
+                          "give the shortcut as a list of layers")
+        return projection(layer, self, body_shape[-1], stride)
+
     def infer(self, ins, ctx):
         x = ins[0]
         body = ctx.run(self.body, x, "body")
         if body is None:
             return None
-        if isinstance(self.shortcut, tuple):
-            short = ctx.run(self.shortcut, x, "shortcut")
-        elif self.shortcut == "identity" or body.shape == x.shape:
-            short = x
-        else:
-            if len(x.shape) != 3 or len(body.shape) != 3:
-                raise Invalid(f"shortcut: auto cannot project {list(x.shape)} to {list(body.shape)}",
-                              "give the shortcut as a list of layers")
-            stride = max(1, round(x.shape[0] / body.shape[0]))
-            if ((x.shape[0] - 1) // stride + 1, (x.shape[1] - 1) // stride + 1) != body.shape[:2]:
-                raise Invalid(f"shortcut: auto cannot reach {body.shape[0]}×{body.shape[1]} from "
-                              f"{x.shape[0]}×{x.shape[1]} with a strided 1×1 convolution",
-                              "give the shortcut as a list of layers")
-            short = ctx.run(projection(ctx.layer, self, body.shape[-1], stride), x, "shortcut")
+        shortcut = self.shortcut_layers(ctx.layer, x.shape, body.shape)
+        short = ctx.run(shortcut, x, "shortcut") if shortcut else x
         if short is None:
             return None
         if short.shape != body.shape:
@@ -94,16 +124,10 @@ class Residual(Kind):
     def build(self, ins, ctx):
         x = ins[0]
         body = ctx.run(self.body, x)
-        if isinstance(self.shortcut, tuple):
-            short = ctx.run(self.shortcut, x)
-        elif self.shortcut == "identity" or tuple(body.shape[1:]) == tuple(x.shape[1:]):
-            short = x
-        else:
-            stride = max(1, round(x.shape[1] / body.shape[1]))
-            short = ctx.run(projection(ctx.layer, self, body.shape[-1], stride), x)
+        shortcut = self.shortcut_layers(ctx.layer, ctx.shape(x), ctx.shape(body))
+        short = ctx.run(shortcut, x) if shortcut else x
         if not self.activation or self.activation == "linear":
             return ctx.keras.layers.Add(name=ctx.name)([body, short])
-        from .conv import activation_layer
         out = ctx.keras.layers.Add(name=part_name(ctx.name, "add"))([body, short])
         return activation_layer(ctx, self.activation, ctx.name)(out)
 
@@ -111,8 +135,6 @@ class Residual(Kind):
 def projection(layer, residual, channels: int, stride: int) -> tuple:
     """shortcut: auto's projection: a 1×1 convolution with the body's stride, with batchnorm
     when the body's convolutions use it (ResNet's projection shortcut)."""
-    from .base import Layer
-    from .conv import Conv
     convs = [child.args for child in residual.body if hasattr(child.args, "batchnorm")]
     batchnorm = next((c.batchnorm for c in convs if c.batchnorm), False)
     bias = convs[0].bias if convs else True
@@ -134,16 +156,29 @@ class Repeat(Kind):
 
     times: PositiveInt
     layers: Layers
-    # one parsed copy of `layers` per repetition, set by the spec parser (not a YAML argument)
-    copies: tuple = field(default=(), metadata={"internal": True})
+    # not a YAML argument: the spec parser reads `layers` once per repetition (`times` of them,
+    # `$index` = 1, 2, …, each with its own names) into `copies`, as the `repeats` marker says
+    copies: tuple = field(default=(), metadata={"internal": True, "repeats": ("layers", "times")})
 
     def children(self):
         return [(f"[{i + 1}]", copy) for i, copy in enumerate(self.copies)]
 
+    def label(self):
+        return f"repeat ×{self.times}"
+
+    @staticmethod
+    def copy_input(name: str, index: int) -> str:
+        """The name `input` has inside copy `index` (from 0) of repeat `name`: the copy's input."""
+        return f"{name}_{index + 1}_input"
+
+    def drawing(self, layer, view):
+        """Its copies in a frame (one, with the count, when they are drawn alike)."""
+        return view.repeated(layer, [(self.copy_input(layer.name, i), copy) for i, copy in enumerate(self.copies)])
+
     def infer(self, ins, ctx):
         x = ins[0]
         for i, copy in enumerate(self.copies):
-            ctx.bind(f"{ctx.layer.name}_{i + 1}_input", x)
+            ctx.bind(self.copy_input(ctx.layer.name, i), x)
             x = ctx.run(copy, x, f"[{i + 1}]")
             if x is None:
                 return None
@@ -152,7 +187,7 @@ class Repeat(Kind):
     def build(self, ins, ctx):
         x = ins[0]
         for i, copy in enumerate(self.copies):
-            ctx.bind(f"{ctx.layer.name}_{i + 1}_input", x)
+            ctx.bind(self.copy_input(ctx.layer.name, i), x)
             x = ctx.run(copy, x)
         # an Identity carrying the repeat's own name, so model.get_layer(name) finds its output
         return ctx.keras.layers.Identity(name=ctx.name)(x)
@@ -172,6 +207,18 @@ class BlockUse(Kind):
 
     def children(self):
         return [("", self.layers)]
+
+    def used_block(self):
+        return self.block
+
+    def label(self):
+        """The block's name and the values it was used with, unless they make a long line."""
+        values = ", ".join(f"{k} {v}" for k, v in self.values)
+        return " · ".join(p for p in (self.block, values if len(values) <= 40 else "") if p)
+
+    def drawing(self, layer, view):
+        """Its layers in a frame labelled with the block (no counts: they are inside)."""
+        return view.framed(layer, [self.layers], counts=False)
 
     def infer(self, ins, ctx):
         out = ctx.run(self.layers, ins[0], "")

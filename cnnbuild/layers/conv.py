@@ -13,80 +13,9 @@ from . import shapes
 from ..errors import Invalid
 from ..fields import Padding, Pair, PositiveInt
 from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, part_name, register, window
-from .core import BatchNorm, batchnorm_counts
-
-
-def _batchnorm_args(value):
-    if value is True:
-        return BatchNorm()
-    return value or None
-
-
-def _post(out_channels: int, batchnorm):
-    """Parameters the optional batchnorm adds: (trainable, non-trainable)."""
-    if not batchnorm:
-        return 0, 0
-    return batchnorm_counts(out_channels, _batchnorm_args(batchnorm))
-
-
-def finish(x, args, ctx, channels_name="filters"):
-    """conv → batchnorm → activation, as the issue orders them."""
-    keras = ctx.keras
-    bn = _batchnorm_args(args.batchnorm)
-    if bn:
-        x = bn.keras_layer(ctx, part_name(ctx.name, "bn"))(x)
-    if args.activation and args.activation != "linear":
-        x = activation_layer(ctx, args.activation, part_name(ctx.name, args.activation))(x)
-    return x
-
-
-def keras_activation_inline(args):
-    """An activation Keras can fuse into the layer itself (no batchnorm in between)."""
-    if args.batchnorm or args.activation in (None, "linear"):
-        return None
-    if args.activation in ("leaky_relu", "relu6", "hard_swish"):
-        return None  # built as their own layers with the seeds' / Keras's exact arguments
-    return args.activation
-
-
-def activation_layer(ctx, name: str, layer_name: str, alpha: float | None = None):
-    keras = ctx.keras
-    if name == "leaky_relu":
-        return keras.layers.LeakyReLU(negative_slope=0.1 if alpha is None else alpha, name=layer_name)
-    if name == "relu6":
-        return keras.layers.ReLU(max_value=6.0, name=layer_name)
-    if name == "elu" and alpha is not None:
-        return keras.layers.ELU(alpha=alpha, name=layer_name)
-    if name == "hard_swish":
-        return keras.layers.Activation("hard_silu", name=layer_name)
-    return keras.layers.Activation(name, name=layer_name)
-
-
-def explicit_pads(shape, padding, kernel, stride, dilation):
-    """'valid' / 'same' / explicit padding as ((top, bottom), (left, right))."""
-    if padding == "valid":
-        return ((0, 0), (0, 0))
-    if padding == "same":
-        return (shapes.same_padding(shape[0], kernel[0], stride[0], dilation[0]),
-                shapes.same_padding(shape[1], kernel[1], stride[1], dilation[1]))
-    return padding
-
-
-def keras_padding(x, shape, padding, mode, kernel, stride, dilation, ctx, fill=0.0):
-    """Keras convolutions and pools know only 'valid' and 'same'. Returns (x, 'valid'|'same'),
-    adding an explicit padding layer when the spec's padding is neither."""
-    keras = ctx.keras
-    if padding in ("valid", "same") and mode == "zeros" and fill == 0.0:
-        return x, padding
-    pads = explicit_pads(shape, padding, kernel, stride, dilation)
-    if pads == ((0, 0), (0, 0)):
-        return x, "valid"
-    same = explicit_pads(shape, "same", kernel, stride, dilation)
-    if mode == "zeros" and fill == 0.0 and pads == same:
-        return x, "same"
-    if mode == "zeros" and fill == 0.0:
-        return keras.layers.ZeroPadding2D(pads, name=part_name(ctx.name, "pad"))(x), "valid"
-    return ctx.custom.Pad2D(pads, mode=mode, value=fill, name=part_name(ctx.name, "pad"))(x), "valid"
+from .core import BatchNorm, batchnorm_extra, batchnorm_of
+from .keras_parts import explicit_pads, finish, keras_padding, keras_with_activation
+from .labels import applied, size_text, stride_text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +38,25 @@ class Convolution(Kind):
             raise Invalid(f"dilation {list(self.dilation)} with stride {list(self.stride)}: Keras's {self.kind} does not "
                           f"support both at once", "use stride: 1 with dilation, or dilation: 1 with stride")
 
+    def keras_convolution(self, layer, x, ctx, padding, **arguments):
+        """The Keras convolution `layer` with the arguments every convolution shares, then
+        its batchnorm and activation."""
+        return keras_with_activation(layer, x, ctx, batchnorm_of(self.batchnorm), self.activation, kernel_size=self.kernel,
+                                     strides=self.stride, padding=padding, dilation_rate=self.dilation,
+                                     use_bias=self.bias, **arguments)
+
+    family = "conv"
+
+    def _label(self, filters=None, extra="") -> str:
+        """'conv 3×3/2, 64, dilation 2×2' and what the kind adds (`extra`: groups, multiplier)."""
+        text = f"{self.kind} {size_text(self.kernel)}{stride_text(self.stride)}" + (f", {filters}" if filters else "")
+        if tuple(self.dilation) != (1, 1):
+            text += f", dilation {size_text(self.dilation)}"
+        return text + extra
+
+    def details(self):
+        return applied(self.batchnorm, self.activation)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ConvBase(Convolution):
@@ -128,6 +76,11 @@ class ConvBase(Convolution):
     def _rf(self):
         kh, kw = (shapes.effective_kernel(k, d) for k, d in zip(self.kernel, self.dilation))
         return (kh, kw, *self.stride)
+
+    def _keras_padding(self, ins, ctx):
+        """(the input, padded explicitly when Keras cannot, and Keras's padding argument)."""
+        return keras_padding(ins[0], ctx.shape(ins[0]), self.padding, self.padding_mode,
+                             self.kernel, self.stride, self.dilation, ctx)
 
 
 @register("conv")
@@ -151,6 +104,9 @@ class Conv(ConvBase):
     groups: PositiveInt = 1
     connections: Optional[tuple[tuple[int, ...], ...]] = None
     main = "filters"
+
+    def label(self):
+        return self._label(self.filters, f", groups {self.groups}" if self.groups != 1 else "")
 
     def __post_init__(self):
         super().__post_init__()
@@ -183,25 +139,20 @@ class Conv(ConvBase):
             weights = kh * kw * (c // self.groups) * self.filters
             macs = oh * ow * self.filters * kh * kw * (c // self.groups)
         params = weights + (self.filters if self.bias else 0)
-        bn, bn_frozen = _post(self.filters, self.batchnorm)
+        bn, bn_frozen = batchnorm_extra(self.filters, self.batchnorm)
         return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, macs, window=self._rf())
 
     def build(self, ins, ctx):
-        keras = ctx.keras
-        x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, self.padding_mode,
-                                   self.kernel, self.stride, self.dilation, ctx)
+        x, padding = self._keras_padding(ins, ctx)
         if self.connections is not None:
             if padding == "same":
-                x, padding = keras.layers.ZeroPadding2D(explicit_pads(ctx.shape(ins[0]), "same", self.kernel, self.stride,
-                                                                     self.dilation), name=part_name(ctx.name, "pad"))(x), "valid"
+                x, padding = ctx.keras.layers.ZeroPadding2D(explicit_pads(ctx.shape(ins[0]), "same", self.kernel, self.stride,
+                                                                         self.dilation), name=part_name(ctx.name, "pad"))(x), "valid"
             x = ctx.custom.TableConv2D(self.filters, self.kernel, self.connections, strides=self.stride,
                                        use_bias=self.bias, kernel_initializer=self.initializer, name=ctx.name)(x)
-            return finish(x, self, ctx)
-        x = keras.layers.Conv2D(self.filters, self.kernel, strides=self.stride, padding=padding,
-                                dilation_rate=self.dilation, groups=self.groups, use_bias=self.bias,
-                                activation=keras_activation_inline(self), kernel_initializer=self.initializer,
-                                name=ctx.name)(x)
-        return x if keras_activation_inline(self) else finish(x, self, ctx)
+            return finish(x, ctx, batchnorm_of(self.batchnorm), self.activation)   # TableConv2D fuses no activation
+        return self.keras_convolution(ctx.keras.layers.Conv2D, x, ctx, padding, filters=self.filters, groups=self.groups,
+                                      kernel_initializer=self.initializer)
 
 
 @register("depthwise_conv")
@@ -218,24 +169,22 @@ class DepthwiseConv(ConvBase):
     main = "kernel"
     strided_dilation = True
 
+    def label(self):
+        return self._label(extra=f", ×{self.multiplier}" if self.multiplier != 1 else "")
+
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "depthwise_conv")
         oh, ow, rule, _ = self._window(ins, ctx)
         kh, kw = self.kernel
         out = c * self.multiplier
         params = kh * kw * out + (out if self.bias else 0)
-        bn, bn_frozen = _post(out, self.batchnorm)
+        bn, bn_frozen = batchnorm_extra(out, self.batchnorm)
         return Out((oh, ow, out), rule, params + bn, bn_frozen, oh * ow * out * kh * kw, window=self._rf())
 
     def build(self, ins, ctx):
-        keras = ctx.keras
-        x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, self.padding_mode,
-                                   self.kernel, self.stride, self.dilation, ctx)
-        x = keras.layers.DepthwiseConv2D(self.kernel, strides=self.stride, padding=padding,
-                                         depth_multiplier=self.multiplier, dilation_rate=self.dilation,
-                                         use_bias=self.bias, activation=keras_activation_inline(self),
-                                         depthwise_initializer=self.initializer, name=ctx.name)(x)
-        return x if keras_activation_inline(self) else finish(x, self, ctx)
+        x, padding = self._keras_padding(ins, ctx)
+        return self.keras_convolution(ctx.keras.layers.DepthwiseConv2D, x, ctx, padding, depth_multiplier=self.multiplier,
+                                      depthwise_initializer=self.initializer)
 
 
 @register("separable_conv")
@@ -254,6 +203,9 @@ class SeparableConv(ConvBase):
     main = "filters"
     strided_dilation = True
 
+    def label(self):
+        return self._label(self.filters, f", ×{self.multiplier}" if self.multiplier != 1 else "")
+
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "separable_conv")
         oh, ow, rule, _ = self._window(ins, ctx)
@@ -261,19 +213,14 @@ class SeparableConv(ConvBase):
         mid = c * self.multiplier
         params = kh * kw * mid + mid * self.filters + (self.filters if self.bias else 0)
         macs = oh * ow * mid * kh * kw + oh * ow * mid * self.filters
-        bn, bn_frozen = _post(self.filters, self.batchnorm)
+        bn, bn_frozen = batchnorm_extra(self.filters, self.batchnorm)
         return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, macs, window=self._rf())
 
     def build(self, ins, ctx):
-        keras = ctx.keras
-        x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, self.padding_mode,
-                                   self.kernel, self.stride, self.dilation, ctx)
-        x = keras.layers.SeparableConv2D(self.filters, self.kernel, strides=self.stride, padding=padding,
-                                         depth_multiplier=self.multiplier, dilation_rate=self.dilation,
-                                         use_bias=self.bias, activation=keras_activation_inline(self),
-                                         depthwise_initializer=self.initializer, pointwise_initializer=self.initializer,
-                                         name=ctx.name)(x)
-        return x if keras_activation_inline(self) else finish(x, self, ctx)
+        x, padding = self._keras_padding(ins, ctx)
+        return self.keras_convolution(ctx.keras.layers.SeparableConv2D, x, ctx, padding, filters=self.filters,
+                                      depth_multiplier=self.multiplier, depthwise_initializer=self.initializer,
+                                      pointwise_initializer=self.initializer)
 
 
 @register("conv_transpose")
@@ -295,6 +242,9 @@ class ConvTranspose(Convolution):
     padding: Literal["valid", "same"] = "valid"
     main = "filters"
 
+    def label(self):
+        return self._label(self.filters)
+
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "conv_transpose")
         oh = shapes.transpose_output(h, self.kernel[0], self.stride[0], self.padding, self.dilation[0])
@@ -305,14 +255,10 @@ class ConvTranspose(Convolution):
         else:
             rule = f"{h}·{self.stride[0]} + max({shapes.effective_kernel(kh, self.dilation[0])} − {self.stride[0]}, 0) = {oh}"
         params = kh * kw * c * self.filters + (self.filters if self.bias else 0)
-        bn, bn_frozen = _post(self.filters, self.batchnorm)
+        bn, bn_frozen = batchnorm_extra(self.filters, self.batchnorm)
         return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, h * w * c * self.filters * kh * kw,
                    upsample=self.stride)
 
     def build(self, ins, ctx):
-        keras = ctx.keras
-        x = keras.layers.Conv2DTranspose(self.filters, self.kernel, strides=self.stride, padding=self.padding,
-                                         dilation_rate=self.dilation, use_bias=self.bias,
-                                         activation=keras_activation_inline(self),
-                                         kernel_initializer=self.initializer, name=ctx.name)(ins[0])
-        return x if keras_activation_inline(self) else finish(x, self, ctx)
+        return self.keras_convolution(ctx.keras.layers.Conv2DTranspose, ins[0], ctx, self.padding, filters=self.filters,
+                                      kernel_initializer=self.initializer)

@@ -7,14 +7,29 @@ from typing import Literal, Optional
 
 from . import shapes
 from ..errors import Invalid
-from ..fields import Fraction01, NonNegativePair, Padding, Pair, PositiveFloat, PositiveInt
+from ..fields import Fraction01, Padding, Pair, PositiveFloat, PositiveInt
 from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, register
+from .keras_parts import activation_layer, keras_with_activation
+from .labels import applied
 
 
 def batchnorm_counts(channels: int, bn) -> tuple[int, int]:
     """Keras's BatchNormalization: gamma and beta train; the moving mean and variance do not."""
     trainable = channels * (int(bn.center) + int(bn.scale))
     return trainable, 2 * channels
+
+
+def batchnorm_of(value):
+    """A layer's `batchnorm:` argument as a BatchNorm kind (true: Keras's defaults), or None."""
+    if value is True:
+        return BatchNorm()
+    return value or None
+
+
+def batchnorm_extra(channels: int, value) -> tuple[int, int]:
+    """Parameters a layer's `batchnorm:` argument adds: (trainable, non-trainable)."""
+    batchnorm = batchnorm_of(value)
+    return batchnorm_counts(channels, batchnorm) if batchnorm else (0, 0)
 
 
 @register("batchnorm")
@@ -62,29 +77,35 @@ class Dense(Kind):
     initializer: Initializer = "glorot_uniform"
     batchnorm: bool | BatchNorm = False
     main = "units"
+    family = "dense"
+
+    def label(self):
+        return f"dense {self.units}"
+
+    def details(self):
+        return applied(self.batchnorm, self.activation)
 
     def infer(self, ins, ctx):
         shape = ins[0].shape
         fan_in = shape[-1]
         params = fan_in * self.units + (self.units if self.bias else 0)
         rule = f"{fan_in}·{self.units} + {self.units}" if self.bias else f"{fan_in}·{self.units}"
-        extra = batchnorm_counts(self.units, BatchNorm() if self.batchnorm is True else self.batchnorm) \
-            if self.batchnorm else (0, 0)
+        extra = batchnorm_extra(self.units, self.batchnorm)
         rows = shapes.prod(shape[:-1])
         return Out((*shape[:-1], self.units), rule + f" = {params}", params + extra[0], extra[1],
                    rows * fan_in * self.units, whole=len(shape) == 1)
 
     def build(self, ins, ctx):
-        from .conv import finish, keras_activation_inline
-        x = ctx.keras.layers.Dense(self.units, activation=keras_activation_inline(self), use_bias=self.bias,
-                                   kernel_initializer=self.initializer, name=ctx.name)(ins[0])
-        return x if keras_activation_inline(self) else finish(x, self, ctx)
+        return keras_with_activation(ctx.keras.layers.Dense, ins[0], ctx, batchnorm_of(self.batchnorm), self.activation,
+                                     units=self.units, use_bias=self.bias, kernel_initializer=self.initializer)
 
 
 @register("flatten")
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Kind):
     """Flattens H × W × C into one vector of H·W·C (32×32×3 → 3072)."""
+
+    family = "shape"
 
     def infer(self, ins, ctx):
         size = shapes.prod(ins[0].shape)
@@ -107,6 +128,9 @@ class Dropout(Kind):
     rate: Fraction01
     spatial: bool = False
     main = "rate"
+
+    def label(self):
+        return f"dropout {self.rate:g}" + (" spatial" if self.spatial else "")
 
     def infer(self, ins, ctx):
         if self.spatial:
@@ -136,6 +160,9 @@ class ActivationLayer(Kind):
     alpha: Optional[float] = None
     main = "function"
 
+    def label(self):
+        return self.function
+
     def __post_init__(self):
         if self.alpha is not None and self.function not in ALPHA_FUNCTIONS:
             raise Invalid(f"alpha {self.alpha} has no effect on {self.function}: alpha applies only to leaky_relu "
@@ -146,7 +173,6 @@ class ActivationLayer(Kind):
         return Out(ins[0].shape)
 
     def build(self, ins, ctx):
-        from .conv import activation_layer
         return activation_layer(ctx, self.function, ctx.name, self.alpha)(ins[0])
 
 
@@ -161,8 +187,7 @@ def _named_activation(function: str, alpha_default: float | None):
     cls.infer = lambda self, ins, ctx: Out(ins[0].shape)
 
     def build(self, ins, ctx):
-        from .conv import activation_layer
-        return activation_layer(ctx, function, ctx.name, getattr(self, "alpha", None))(ins[0])
+        return activation_layer(ctx, function, ctx.name, self.alpha if alpha_default is not None else None)(ins[0])
     cls.build = build
     return register(function)(cls)
 
@@ -185,6 +210,10 @@ class Maxout(Kind):
 
     pieces: PositiveInt = 2
     main = "pieces"
+    family = "dense"
+
+    def label(self):
+        return f"maxout {self.pieces}"
 
     def infer(self, ins, ctx):
         c = ins[0].shape[-1]
@@ -210,6 +239,7 @@ class Pad(Kind):
     padding: Padding
     mode: PaddingMode = "zeros"
     main = "padding"
+    family = "shape"
 
     def __post_init__(self):
         if self.padding in ("valid", "same"):
@@ -240,6 +270,7 @@ class Crop(Kind):
 
     cropping: Padding
     main = "cropping"
+    family = "shape"
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "crop")
@@ -267,6 +298,11 @@ class Upsample(Kind):
     size: Pair = (2, 2)
     interpolation: Literal["nearest", "bilinear"] = "nearest"
     main = "size"
+    family = "shape"
+
+    def label(self):
+        factor = self.size[0] if self.size[0] == self.size[1] else f"{self.size[0]}×{self.size[1]}"
+        return f"upsample ×{factor}"
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "upsample")
@@ -287,6 +323,10 @@ class Reshape(Kind):
 
     shape: tuple[int, ...]
     main = "shape"
+    family = "shape"
+
+    def label(self):
+        return f"reshape {'×'.join(map(str, self.shape)) or '?'}"
 
     def infer(self, ins, ctx):
         size = shapes.prod(ins[0].shape)

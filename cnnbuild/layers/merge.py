@@ -25,6 +25,7 @@ class Concat(Kind):
     axis: int = -1
     inputs_range = (2, 64)
     merges = True
+    family = "merge"
 
     def infer(self, ins, ctx):
         rank = len(ins[0].shape)   # shapes here have no batch axis; Keras's axis 0 is the batch
@@ -65,6 +66,7 @@ class Add(Kind):
 
     inputs_range = (2, 64)
     merges = True
+    family = "merge"
 
     def infer(self, ins, ctx):
         shape = broadcast(ins, ctx, "add")
@@ -81,6 +83,7 @@ class Multiply(Kind):
 
     inputs_range = (2, 64)
     merges = True
+    family = "merge"
 
     def infer(self, ins, ctx):
         shape = broadcast(ins, ctx, "multiply")

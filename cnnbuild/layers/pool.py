@@ -11,7 +11,8 @@ from typing import Optional
 from ..errors import Invalid
 from ..fields import Padding, Pair
 from .base import Kind, Out, need_spatial, part_name, register, window
-from .conv import explicit_pads, keras_padding
+from .keras_parts import explicit_pads, keras_padding
+from .labels import size_text, stride_text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,9 +22,14 @@ class Pool(Kind):
     padding: Padding = "valid"
     main = "size"
 
+    family = "pool"
+
     @property
     def strides(self):
         return self.stride or self.size
+
+    def label(self):
+        return f"{self.kind} {size_text(self.size)}{stride_text(self.strides)}"
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], self.kind)
@@ -90,6 +96,7 @@ class SumPool(Pool):
 @dataclass(frozen=True, kw_only=True)
 class GlobalPool(Kind):
     keepdims: bool = False
+    family = "pool"
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], self.kind)
@@ -135,6 +142,10 @@ class MaxUnpool(Kind):
     pool: str
     main = "pool"
     refs = ("pool",)   # the spec parser resolves it to the pool's unique name, or reports it unknown
+    family = "pool"
+
+    def label(self):
+        return f"max_unpool ← {self.pool}"
 
     def infer(self, ins, ctx):
         pool_layer, pool_ins, pool_out = ctx.lookup(self.pool)

@@ -130,9 +130,5 @@ def whole_strides(size: int, kernel: int, stride: int, pad_total: int, dilation:
     return found
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def prod(values) -> int:
     return math.prod(int(v) for v in values)

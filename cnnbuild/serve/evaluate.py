@@ -63,7 +63,8 @@ def evaluate_run(run_dir, data: str | None = None) -> Evaluation:
     """Run the trained model over the run's validation data (or every image of `data`)."""
     import numpy as np
 
-    from ..train.data import Pipeline, load_data
+    from ..train.data import load_data
+    from ..train.pipeline import Pipeline
     from .export import load_run
     run = load_run(run_dir)
     spec = _run_spec(run, data)

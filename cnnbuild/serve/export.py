@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import io
 import json
@@ -87,9 +88,7 @@ def export_run(run_dir, out=None, format: str = "savedmodel", tolerance: float =
     _check_extras(format)
     destination = Path(out) if out else default_destination(run_dir, format)
     run = load_run(run_dir)
-    if destination.resolve() == run.folder.resolve():
-        raise UsageError(f"--out {destination}: that is the run folder itself; choose a folder of its own, e.g. "
-                         f"{default_destination(run_dir, format)}")
+    _may_replace(destination, run.folder, default_destination(run_dir, format))
     destination.parent.mkdir(parents=True, exist_ok=True)
     _recover(destination)
     partial = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-{os.getpid()}-", dir=destination.parent))
@@ -115,10 +114,52 @@ def export_run(run_dir, out=None, format: str = "savedmodel", tolerance: float =
         _write_json(partial / MANIFEST, manifest)
         _fsync_tree(partial)
         _swap_into_place(partial, destination)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(partial, ignore_errors=True)
+        if _disk_full(e):
+            kept = f"the previous export in {destination} is intact" if destination.exists() else \
+                "nothing was written at the destination"
+            raise ExportError(f"the disk holding {destination.parent} is full (no space left on device) while writing "
+                              f"the {format} export; {kept}\n  hint: free some space there, or export elsewhere with "
+                              f"--out") from None
         raise
     return manifest | {"path": str(destination)}
+
+
+def _may_replace(destination: Path, run_folder: Path, suggestion: Path) -> None:
+    """Export replaces only an earlier export of cnnbuild's (a folder with export.json) or an
+    empty folder: never a folder of the user's, never the run itself or a folder holding it."""
+    where, run = destination.resolve(), run_folder.resolve()
+    if where == run or where in run.parents:
+        raise UsageError(f"--out {destination}: that folder holds the run {run_folder} itself; choose a folder of "
+                         f"its own, e.g. {suggestion}")
+    if not destination.exists() and not destination.is_symlink():
+        return
+    if not destination.is_dir() or destination.is_symlink():
+        raise UsageError(f"--out {destination}: exists and is not a folder; choose another destination, e.g. {suggestion}")
+    entries = sorted(entry.name for entry in destination.iterdir())
+    if not entries or _is_export(destination):
+        return
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise UsageError(f"--out {destination}: the folder holds files that are not a cnnbuild export ({shown}); export "
+                     f"replaces only an earlier export (a folder with {MANIFEST}), and nothing there was touched\n"
+                     f"  hint: give a new or empty folder, e.g. {destination / 'export'}")
+
+
+def _is_export(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") in FORMATS
+
+
+def _disk_full(error: BaseException) -> bool:
+    """A full disk, as Python reports it (OSError ENOSPC / EDQUOT) or as TensorFlow's and
+    Keras's writers do (their own error types, with the system's message)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
 
 
 # ── the run folder ─────────────────────────────────────────────────────────────────────────
@@ -382,16 +423,21 @@ def open_export(path) -> Runner:
     path = Path(path)
     folder, manifest = path, {}
     if path.is_file():
+        # a model file inside an export folder: the folder is the export (its classes and
+        # manifest are beside the file), and the file must be the one its manifest names
         folder = path.parent
-        format = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pb": "savedmodel"}.get(path.suffix)
-        if format is None:
-            raise UsageError(f"{path}: not an export (expected a folder, or a .keras, .onnx or .tflite file)")
+        if not (folder / MANIFEST).is_file():
+            raise UsageError(f"{path}: not inside an export folder (no {MANIFEST} beside it); give the export folder, "
+                             f"or make one with `cnnbuild export RUN_DIR`")
+        manifest = _manifest(folder)
+        named = folder / manifest.get("file", "")
+        if named.resolve() != path.resolve():
+            raise UsageError(f"{path}: the export in {folder} is {named.name if named != folder else 'the folder itself'}"
+                             f" (its {MANIFEST} says so), not {path.name}; give the folder {folder}")
+        format = manifest["format"]
     elif (path / MANIFEST).is_file():
-        try:
-            manifest = runfolder.read_json(path / MANIFEST)
-            format = manifest["format"]
-        except (OSError, ValueError, KeyError) as e:
-            raise UsageError(f"{path / MANIFEST}: not a cnnbuild export manifest ({e}); export again") from None
+        manifest = _manifest(path)
+        format = manifest["format"]
     elif (path / MODEL_FILES["savedmodel"]).is_file():
         format = "savedmodel"
     else:
@@ -400,6 +446,16 @@ def open_export(path) -> Runner:
     if format not in RUNNERS:
         raise UsageError(f"{path}: unknown export format '{format}'")
     return _open(folder, format, manifest)
+
+
+def _manifest(folder: Path) -> dict:
+    try:
+        manifest = runfolder.read_json(folder / MANIFEST)
+        if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
+            raise ValueError("no known 'format'")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{folder / MANIFEST}: not a cnnbuild export manifest ({e}); export again") from None
+    return manifest
 
 
 def _open(folder: Path, format: str, manifest: dict) -> Runner:

@@ -28,20 +28,37 @@ class Prediction:
     file: str
     top: list = field(default_factory=list)     # [(class name, probability)], best first
     error: str | None = None
+    # a segmentation model's answer: the mask (class number per pixel) and a colour overlay,
+    # both PNG files at the image's own size, and each class's share of the pixels, largest first
+    mask: str | None = None
+    overlay: str | None = None
+    pixels: list = field(default_factory=list)  # [(class name, share of the pixels)]
 
     def to_json(self) -> dict:
+        if self.mask is not None:
+            return {"file": self.file, "mask": self.mask, "overlay": self.overlay,
+                    "pixels": [{"class": name, "share": share} for name, share in self.pixels]}
         best = self.top[0] if self.top else (None, None)
         out = {"file": self.file, "class": best[0], "probability": best[1],
                "top": [{"class": name, "probability": p} for name, p in self.top]}
         return out | ({"error": self.error} if self.error else {})
+
+    def text(self) -> str:
+        if self.mask is not None:
+            shares = ", ".join(f"{name} {share:.1%}" for name, share in self.pixels)
+            return f"{self.file}: mask {self.mask}, overlay {self.overlay}; {shares}"
+        return f"{self.file}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in self.top)
 
 
 class ImageError(Exception):
     """One file could not be read as an image."""
 
 
-def predict_files(model_path, files, top: int = 1) -> list[Prediction]:
-    """Predict each file; unreadable files get a Prediction with `error` set."""
+def predict_files(model_path, files, top: int = 1, out="predictions") -> list[Prediction]:
+    """Predict each file; unreadable files get a Prediction with `error` set. A segmentation
+    model's masks and overlays are written to the folder `out`."""
+    import numpy as np
+
     from .export import open_export
     with ExitStack() as stack:
         export = resolve_export(model_path, stack)
@@ -57,17 +74,56 @@ def predict_files(model_path, files, top: int = 1) -> list[Prediction]:
                 prediction.error = str(e)
                 continue
             batches.setdefault(image.shape, []).append((prediction, image))
-        import numpy as np
+        written: set = set()
         for group in batches.values():
             probabilities, _ = runner(np.stack([image for _, image in group]))
-            if probabilities.ndim != 2:
-                raise UsageError(f"{export}: the model predicts a {probabilities.shape[1:-1]} map of classes per image "
-                                 "(segmentation); predict names one class per image")
             names = classes if len(classes) == probabilities.shape[-1] else [str(i) for i in range(probabilities.shape[-1])]
-            for (prediction, _), row in zip(group, probabilities):
-                best = np.argsort(-row, kind="stable")[:top]
-                prediction.top = [(names[i], round(float(row[i]), 6)) for i in best]
+            for (prediction, image), answer in zip(group, probabilities):
+                if answer.ndim == 3:      # [height, width, classes]: a class per pixel
+                    write_masks(prediction, image, answer, names, Path(out), written)
+                else:
+                    best = np.argsort(-answer, kind="stable")[:top]
+                    prediction.top = [(names[i], round(float(answer[i]), 6)) for i in best]
     return predictions
+
+
+# colours for the overlay, one per class after the first (Tableau 10; class 0 is usually the
+# background and stays uncoloured when it is named so)
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+OVERLAY_ALPHA = 0.5
+
+
+def write_masks(prediction: Prediction, image, probabilities, names, folder: Path, written: set) -> None:
+    """The class map at the image's own size (nearest neighbour, so every pixel holds a class
+    number) as `NAME.mask.png`, and the image with each class's colour laid over it as
+    `NAME.overlay.png`, in `folder`."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    classes = np.argmax(probabilities, axis=-1).astype(np.uint8)
+    height, width = image.shape[:2]
+    mask = np.asarray(Image.fromarray(classes).resize((width, height), Image.NEAREST))
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+    colours = np.array([(0, 0, 0) if i == 0 and names[0] == "background" else PALETTE[(i - 1) % len(PALETTE)]
+                        for i in range(len(names))], np.float64)
+    coloured = (mask > 0) | (names[0] != "background")
+    overlay = rgb.astype(np.float64)
+    overlay[coloured] = (1 - OVERLAY_ALPHA) * overlay[coloured] + OVERLAY_ALPHA * colours[mask[coloured]]
+    stem = Path(prediction.file).stem
+    for n in range(len(written) + 1):     # two files of one name from different folders: number them
+        name = stem if n == 0 else f"{stem}-{n}"
+        if name not in written:
+            break
+    written.add(name)
+    for suffix, pixels in (("mask", mask), ("overlay", np.round(overlay).astype(np.uint8))):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        runfolder.atomic_write(folder / f"{name}.{suffix}.png", buffer.getvalue())
+    prediction.mask, prediction.overlay = str(folder / f"{name}.mask.png"), str(folder / f"{name}.overlay.png")
+    counts = np.bincount(mask.ravel(), minlength=len(names)) / mask.size
+    prediction.pixels = [(names[i], round(float(counts[i]), 6)) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
 
 
 def resolve_export(path, stack: ExitStack) -> Path:
@@ -77,6 +133,8 @@ def resolve_export(path, stack: ExitStack) -> Path:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such export or run folder; export a run with `cnnbuild export RUN_DIR`")
+    if path.is_file() and path.name == runfolder.MODEL and not (path.parent / export.MANIFEST).is_file():
+        path = path.parent      # a run's model.keras: predict with the run, exported as a run is
     if not (path.is_dir() and (path / runfolder.MODEL).is_file() and not (path / export.MANIFEST).is_file()):
         return path
     saved = export.default_destination(path, "savedmodel")
@@ -99,14 +157,12 @@ def resolve_export(path, stack: ExitStack) -> Path:
 
 def read_image(path, channels: int | None = None, training_channels: int | None = None):
     """A png / jpg / bmp / gif file → uint8 [height, width, channels], decoded by training's own
-    decoder (`data.decode_image`: a GIF's first frame, 16-bit PNGs scaled to 8 bits).
+    decoder (`train.images.decode_image`: a GIF's first frame, 16-bit PNGs scaled to 8 bits).
 
     `channels` None keeps the file's channels (the export converts them, as training did);
     a number converts here, for exports that take fixed channels (TFLite), with training's
     formulas rounded to whole pixel values. Raises ImageError naming the file."""
-    import numpy as np
-
-    from ..train.data import decode_image, unreadable_image
+    from ..train.images import decode_image, unreadable_image
     from ..preprocess import channels_fit
     path = Path(path)
     if not path.exists():
@@ -115,6 +171,7 @@ def read_image(path, channels: int | None = None, training_channels: int | None 
         raise ImageError(f"{path}: is a folder, not an image file")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty")
+    _refuse_huge(path)
     import tensorflow as tf
     try:
         pixels = decode_image(str(path)).numpy()
@@ -129,6 +186,31 @@ def read_image(path, channels: int | None = None, training_channels: int | None 
     if channels and have != channels:
         pixels = convert_channels(pixels, channels)
     return pixels
+
+
+MAX_PIXELS = 50_000_000   # a 50-megapixel photo; decoded as float32 RGB it is already 600 MB
+
+
+def _refuse_huge(path: Path) -> None:
+    """Refuse an image too large to decode, from its header alone (PIL reads no pixels to
+    open a file): a 20000×20000 single-colour PNG is 380 KiB on disk and 1.1 GiB decoded."""
+    import warnings
+
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:   # PIL's own limit (2 × 89 megapixels) says as much
+        raise ImageError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels, more than the "
+                         f"{MAX_PIXELS / 1e6:,.0f} megapixels predict decodes; resize it first") from None
+    except Exception:   # not an image PIL knows: the decoder below names the problem
+        return
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{path}: {width}×{height} = {width * height / 1e6:,.0f} megapixels, more than the "
+                         f"{MAX_PIXELS / 1e6:,.0f} megapixels predict decodes; resize it first (the model reads "
+                         f"it at its training size anyway)")
 
 
 def convert_channels(pixels, channels: int):

@@ -1,5 +1,6 @@
 """Stage 1, YAML → Spec: located YAML nodes (source.py), `${…}` expressions (expr.py), typed
 values (values.py), the data/augment/train sections (sections.py), the edits made before
-parsing (overrides.py), the parser (parser.py), and the entry points (load.py)."""
+parsing (overrides.py), the parser (parser.py) with its names (names.py) and blocks
+(blocks.py), and the entry points (load.py)."""
 from .load import load_spec, parse_spec, resolve_spec, with_budget  # noqa: F401
-from .parser import Budget, Spec, from_node  # noqa: F401
+from .parser import Budget, Spec  # noqa: F401

@@ -6,10 +6,12 @@ is given; the stages after it read the Spec and never see YAML.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 from ..errors import Invalid, Problem, UsageError, Where
+from ..layers import REGISTRY
 from .sections import expand_shorthand, source_kind
 from .source import Node, parse_text
 
@@ -64,7 +66,6 @@ def apply(root: Node, dotted: str, value: Node, problems: list) -> None:
             return
 
 
-
 def expand_shorthands(root: Node) -> None:
     """Rewrite shorthands in a spec's tree as the mappings they stand for (`data: shapes` →
     `data: {source: shapes}`, `optimizer: sgd` → `optimizer: {name: sgd}`), so that
@@ -77,25 +78,24 @@ def expand_shorthands(root: Node) -> None:
     train = root.value.get("train")
     if train is not None and train.is_map:
         for key in ("optimizer", "schedule", "early_stopping"):
-            if key in train.value and not isinstance(train.value[key].value, bool):
-                train.value[key] = expand_shorthand(train.value[key], key, [])
-            elif key in train.value and train.value[key].value is True:
-                train.value[key] = Node({}, train.value[key].where)
+            if key in train.value and train.value[key].value is not False:   # `early_stopping: false` stays: off
+                train.value[key] = expand_shorthand(train.value[key], key)
 
 
 # Keys holding file references, by the mapping they stand in: a data source (`data:` and its
-# `validation:`) and a `backbone` layer (layers/backbone.py reads the same two from the folder
-# of the spec naming them).
+# `validation:`), and a layer kind's arguments that its dataclass marks as files (a backbone's
+# `spec` and `weights`, which the kind reads from the folder of the spec naming them).
 SOURCE_FILE_KEYS = ("path", "data_dir")
-BACKBONE_FILE_KEYS = ("spec", "weights")
+LAYER_FILE_KEYS = {kind: keys for kind, cls in REGISTRY.items()
+                   if (keys := tuple(f.name for f in dataclasses.fields(cls) if "file" in f.metadata))}
 
 
 def absolute_paths(node: Node, at: tuple = ()) -> None:
     """Rewrite in place every relative file reference in a spec's tree (or in the part of it
     at key path `at`, such as a `--set` value) as an absolute path: data `path`, `data_dir`
-    and a source that is a path, and a backbone's `spec` and `weights`. Each is resolved
-    against the folder of the file that wrote it: a spec's own folder, or the working
-    directory for `--data` and `--set`. So a spec names the same files from any working
+    and a source that is a path, and a layer's file arguments (a backbone's `spec` and
+    `weights`). Each is resolved against the folder of the file that wrote it: a spec's own
+    folder, or the working directory for `--data` and `--set`. So a spec names the same files from any working
     directory, and the resolved spec a run writes to its folder (spec.yaml) is self-contained.
     Values holding a block parameter (`$name`) are left for the parser to substitute."""
     if node.is_map:
@@ -110,8 +110,8 @@ def absolute_paths(node: Node, at: tuple = ()) -> None:
 
 def _names_a_file(at: tuple, value: str) -> bool:
     """Does the string at key path `at` (('data', 'path'), ('layers', '0', 'backbone', 'spec'), …) name a file?"""
-    if len(at) >= 2 and at[-2] == "backbone":
-        return at[-1] in BACKBONE_FILE_KEYS
+    if len(at) >= 2 and at[-2] in LAYER_FILE_KEYS:
+        return at[-1] in LAYER_FILE_KEYS[at[-2]]
     if at[:2] == ("data", "validation"):
         key = at[2:]
     elif at[:1] == ("data",):

@@ -6,13 +6,13 @@ defined in augment.py, each dataclass beside its TensorFlow step, and registered
 AUGMENTATIONS; this module parses the `augment:` list against that registry. `parse_sections`
 is what the spec parser calls; it also runs the checks that need the spec's input size (a
 crop larger than the padded input, a cutout larger than the image), so `cnnbuild check`
-reports them like any layer error. The training stage (train.py, data.py, augment.py) reads
+reports them like any layer error. The training stage (train/ and augment.py) reads
 these dataclasses and never looks at YAML.
 """
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Literal, Optional
 
 from ..augment import AUGMENTATIONS, OpenUnitFloat
@@ -24,12 +24,6 @@ from .source import Node
 SOURCE_KINDS = ("digits", "shapes", "directory", "npz", "tfrecord", "tfds")
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
 NonNegativeFloat = Annotated[float, Range(0)]
-
-
-def _set(obj, **values):
-    """Fill the derived (init=False) fields of a frozen dataclass in __post_init__."""
-    for key, value in values.items():
-        object.__setattr__(obj, key, value)
 
 
 # ── data: ──────────────────────────────────────────────────────────────────────────────────
@@ -68,25 +62,33 @@ class Source:
     image_feature: str = "image"
     label_feature: str = "label"
     mask_feature: str = "mask"
-    kind: str = field(init=False, default="digits")        # one of SOURCE_KINDS
-    location: Optional[str] = field(init=False, default=None)  # the path (or tfds name) it reads
 
     def __post_init__(self):
-        kind, location = source_kind(self.source)
-        if kind in ("directory", "npz", "tfrecord") and location is None:
-            location = self.path
-            if location is None:
-                raise Invalid(f"data source '{kind}' needs a path",
-                              f"add 'path: …', or write the path as the source, e.g. source: "
-                              f"{ {'directory': 'data/flowers', 'npz': 'data/train.npz', 'tfrecord': 'data/train.tfrecord'}[kind]}")
-        elif self.path is not None and kind not in ("directory", "npz", "tfrecord"):
+        kind = self.kind
+        if kind in ("directory", "npz", "tfrecord") and self.location is None:
+            raise Invalid(f"data source '{kind}' needs a path",
+                          f"add 'path: …', or write the path as the source, e.g. source: "
+                          f"{ {'directory': 'data/flowers', 'npz': 'data/train.npz', 'tfrecord': 'data/train.tfrecord'}[kind]}")
+        if self.path is not None and kind not in ("directory", "npz", "tfrecord"):
             raise Invalid(f"'path' is for directory, npz and tfrecord sources, not {kind}",
                           "remove 'path', or set source: directory / npz / tfrecord")
+        if kind == "tfds" and not self.location:
+            raise Invalid("data source 'tfds' needs a dataset name", "add 'name: mnist', or write source: tfds:mnist")
+
+    @property
+    def kind(self) -> str:
+        """One of SOURCE_KINDS, from `source`."""
+        return source_kind(self.source)[0]
+
+    @property
+    def location(self) -> Optional[str]:
+        """The path (or tfds name) it reads: from `source`, else `path` (`name` for tfds)."""
+        kind, location = source_kind(self.source)
+        if location is None and kind in ("directory", "npz", "tfrecord"):
+            return self.path
         if kind == "tfds":
-            location = location or self.name
-            if not location:
-                raise Invalid("data source 'tfds' needs a dataset name", "add 'name: mnist', or write source: tfds:mnist")
-        _set(self, kind=kind, location=location)
+            return location or self.name
+        return location
 
 
 def source_kind(source: str) -> tuple[str, Optional[str]]:
@@ -132,15 +134,19 @@ class Data(Source):
     classes: Optional[tuple[str, ...]] = None
     on_bad: Literal["error", "skip"] = "error"
     cache: bool = True
-    holdout: float = field(init=False, default=0.2)   # the validation fraction actually used
 
     def __post_init__(self):
         super().__post_init__()
         if self.validation is not None and self.validation_split:
             raise Invalid("give either 'validation_split' or a separate 'validation:' source, not both",
                           "remove one of them")
-        _set(self, holdout=0.0 if self.validation is not None else
-             (0.2 if self.validation_split is None else self.validation_split))
+
+    @property
+    def holdout(self) -> float:
+        """The fraction of the training source held out for validation."""
+        if self.validation is not None:
+            return 0.0
+        return 0.2 if self.validation_split is None else self.validation_split
 
     @property
     def has_validation(self) -> bool:
@@ -325,7 +331,7 @@ class Train:
 _SHORTHANDS = {"optimizer": "name", "schedule": "name"}
 
 
-def expand_shorthand(node: Node, key: str, problems) -> Node:
+def expand_shorthand(node: Node, key: str) -> Node:
     """`optimizer: sgd` → `{name: sgd}`; `early_stopping: true` → `{}`, false → null."""
     if key == "early_stopping" and isinstance(node.value, bool):
         return Node({}, node.where) if node.value else Node(None, node.where)
@@ -335,10 +341,10 @@ def expand_shorthand(node: Node, key: str, problems) -> Node:
     return node
 
 
-def _with_shorthands(node: Node, problems) -> Node:
+def _with_shorthands(node: Node) -> Node:
     if not node.is_map:
         return node
-    value = {k: expand_shorthand(v, k, problems) for k, v in node.value.items()}
+    value = {k: expand_shorthand(v, k) for k, v in node.value.items()}
     return Node(value, node.where, dict(node.keys))
 
 
@@ -399,7 +405,7 @@ def parse_train(node: Optional[Node], problems: list[Problem]) -> Train:
     if not node.is_map:
         problems.append(Problem(node.where, "'train' must be a mapping", "e.g. train: {epochs: 10, batch_size: 64}"))
         return Train()
-    return parse_fields(Train, _with_shorthands(node, problems), problems) or Train()
+    return parse_fields(Train, _with_shorthands(node), problems) or Train()
 
 
 def metric_names(train: Train, task: str) -> tuple:

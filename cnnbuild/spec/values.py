@@ -22,7 +22,7 @@ KERAS_NAMES = {
     "kernel_size": "kernel", "strides": "stride", "pool_size": "size", "dilation_rate": "dilation",
     "use_bias": "bias", "kernel_initializer": "initializer", "depth_multiplier": "multiplier",
     "negative_slope": "alpha", "num_pieces": "pieces", "target_shape": "shape",
-    "padding_type": "padding_mode", "cropping": "cropping", "interpolation": "interpolation",
+    "padding_type": "padding_mode",
 }
 
 

@@ -68,8 +68,8 @@ def _default(value):
 
 
 class Unsupported(Exception):
-    """An annotation the checker cannot read from YAML: the field is set by the parser
-    (Residual.projection, Repeat.copies) and is no argument of the spec language."""
+    """An annotation the checker cannot read from YAML: a field the parser sets, not an
+    argument of the spec language (`dataclass_schema` leaves it out)."""
 
 
 class Generator:
@@ -204,7 +204,7 @@ class Generator:
         options = [arguments]
         if not arguments.get("required"):
             options.append({"type": "null"})
-        main = getattr(cls, "main", None)
+        main = cls.main
         if main and main in arguments["properties"]:
             options.append({k: v for k, v in arguments["properties"][main].items() if k not in ("description", "default")})
         return {"description": arguments.get("description", cls.kind), "anyOf": options}
@@ -235,7 +235,7 @@ class Generator:
         for key in COMMON_KEYS:
             if key == "with" and not merges:
                 continue
-            self.definitions.setdefault(f"common_{key}", keys.get(key, {"description": f"'{key}' (see the README)"}))
+            self.definitions.setdefault(f"common_{key}", keys[key])
             out[key] = {"$ref": f"#/definitions/common_{key}"}
         return out
 
@@ -295,8 +295,7 @@ class Generator:
             "budget": self.annotation_schema(Budget),
             **self.sections_schema(),
         }
-        properties = {key: top.get(key, {"description": f"'{key}' (not described by the schema yet)"})
-                      for key in TOP_KEYS}
+        properties = {key: top[key] for key in TOP_KEYS}
         return {
             "$schema": DRAFT,
             "title": "cnnbuild spec",
@@ -330,33 +329,26 @@ class Generator:
                 "description": "named groups of layers with parameters, used like kinds: `- name: {param: value}`"}
 
     def sections_schema(self) -> dict:
-        """data:, augment:, train: from sections.py's dataclasses, or open mappings without it."""
-        try:
-            from ..spec import sections
-        except ImportError:
-            return {key: {"description": f"the {key} section"} for key in ("data", "augment", "train")}
-        out = {}
-        if hasattr(sections, "Data"):
-            data = self.annotation_schema(sections.Data)
-            out["data"] = {"anyOf": [data, {"type": "string", "description": "a source: digits, shapes, a folder, "
-                                                                             "x.npz, x.tfrecord, tfds:NAME"}],
-                           "description": docs(sections.Data)[0]}
-        if hasattr(sections, "AUGMENTATIONS"):
-            def entry(name, cls):
-                return self.entry_schema(cls)
-            bare, kinds = self.items_schema(sections.AUGMENTATIONS, entry)
-            item = {"anyOf": [{"type": "object", "properties": kinds, "additionalProperties": False,
-                               "minProperties": 1, "maxProperties": 1}, {"enum": bare}]}
-            out["augment"] = {"anyOf": [{"type": "array", "items": item}, {"type": "null"}],
-                              "description": "random changes to training images, in order, e.g. [flip, {rotate: 10}]"}
-        if hasattr(sections, "Train"):
-            # sections.py reads `optimizer: sgd` as {name: sgd}, and early_stopping: true / false
-            shorthands = getattr(sections, "SHORTHANDS", None) or getattr(sections, "_SHORTHANDS", {})
-            schema = self.dataclass_schema(sections.Train, shorthands=shorthands,
-                                           also={"early_stopping": {"type": "boolean"}})
-            self.definitions["Train"] = schema
-            out["train"] = {"anyOf": [{"$ref": "#/definitions/Train"}, {"type": "null"}],
-                            "description": schema.get("description", "")}
+        """data:, augment:, train: from sections.py's dataclasses and the augmentation registry."""
+        from ..spec import sections
+        data = self.annotation_schema(sections.Data)
+        out = {"data": {"anyOf": [data, {"type": "string", "description": "a source: digits, shapes, a folder, "
+                                                                          "x.npz, x.tfrecord, tfds:NAME"}],
+                        "description": docs(sections.Data)[0]}}
+
+        def entry(name, cls):
+            return self.entry_schema(cls)
+        bare, kinds = self.items_schema(sections.AUGMENTATIONS, entry)
+        item = {"anyOf": [{"type": "object", "properties": kinds, "additionalProperties": False,
+                           "minProperties": 1, "maxProperties": 1}, {"enum": bare}]}
+        out["augment"] = {"anyOf": [{"type": "array", "items": item}, {"type": "null"}],
+                          "description": "random changes to training images, in order, e.g. [flip, {rotate: 10}]"}
+        # sections.py reads `optimizer: sgd` as {name: sgd}, and early_stopping: true / false
+        schema = self.dataclass_schema(sections.Train, shorthands=sections._SHORTHANDS,
+                                       also={"early_stopping": {"type": "boolean"}})
+        self.definitions["Train"] = schema
+        out["train"] = {"anyOf": [{"$ref": "#/definitions/Train"}, {"type": "null"}],
+                        "description": schema.get("description", "")}
         return out
 
 

@@ -1,0 +1,238 @@
+"""The run folder's training state: one checkpoint file per committed epoch, history.csv,
+and the spec the run belongs to.
+
+After every epoch the run *commits* it (`Commit`): one atomic checkpoint file holding the
+weights, the optimizer state and the history so far, then history.csv. A SIGKILL at any
+moment therefore loses no completed epoch and trains none twice: on resume the newest
+usable checkpoint is the truth and history.csv is rewritten from it. Only the chief writes.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .. import runfolder
+from ..errors import UsageError
+from .replicas import local_copies, replica_state_sync
+
+KEEP_CHECKPOINTS = 2      # the newest two, plus the best epoch's when restore_best needs it
+
+
+class TrainingError(Exception):
+    """Training stopped for a reason the user must act on (a NaN loss, a bad checkpoint)."""
+
+
+def checkpoint_bytes(meta, model_values, optimizer_values) -> bytes:
+    """One .npz: `meta` (JSON: epoch, history, …) and every model and optimizer value in order."""
+    arrays = {"meta": np.array(json.dumps(meta))}
+    arrays.update({f"model_{i:05d}": v for i, v in enumerate(model_values)})
+    arrays.update({f"optimizer_{i:05d}": v for i, v in enumerate(optimizer_values)})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def read_checkpoint(path):
+    """(meta, model values, optimizer values) of a checkpoint file."""
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(str(archive["meta"]))
+        model = [archive[k] for k in sorted(k for k in archive.files if k.startswith("model_"))]
+        optimizer = [archive[k] for k in sorted(k for k in archive.files if k.startswith("optimizer_"))]
+    return meta, model, optimizer
+
+
+def newest_usable(folder, shapes, say):
+    """(epoch, meta, model values, optimizer values) of the newest checkpoint that can be read
+    and holds only finite values, or None when the folder has none. `shapes`: the shapes of
+    the model's and then the optimizer's variables, which the checkpoint must fit."""
+    epochs = runfolder.checkpoint_epochs(folder)      # newest first
+    for epoch in epochs:
+        path = runfolder.checkpoint_path(folder, epoch)
+        try:
+            meta, model_values, optimizer_values = read_checkpoint(path)
+        except (OSError, ValueError, KeyError) as e:
+            say(f"warning: {path} cannot be read ({e}); trying an older checkpoint")
+            continue
+        if not all(np.all(np.isfinite(v)) for v in model_values + optimizer_values):
+            say(f"warning: {path} holds NaN or infinite values; trying an older checkpoint")
+            continue
+        stored = [tuple(v.shape) for v in model_values + optimizer_values]
+        if stored != shapes:
+            raise TrainingError(f"{path} does not fit this model ({len(stored)} stored values, {len(shapes)} needed)\n"
+                                f"  hint: train into a new folder with --out")
+        return epoch, meta, model_values, optimizer_values
+    if epochs:
+        raise TrainingError(f"{folder}: no usable checkpoint (all are unreadable or hold NaN values)\n"
+                            f"  hint: delete {folder / runfolder.CHECKPOINTS} to start over")
+    return None
+
+
+def prune(folder, newest, best=None):
+    """Delete the checkpoints older than `newest` but the newest KEEP_CHECKPOINTS and `best`."""
+    keep = set(sorted(runfolder.checkpoint_epochs(folder), reverse=True)[:KEEP_CHECKPOINTS])
+    if best:
+        keep.add(best)
+    for epoch in runfolder.checkpoint_epochs(folder):
+        if epoch not in keep and epoch < newest:
+            runfolder.checkpoint_path(folder, epoch).unlink(missing_ok=True)
+
+
+def spec_difference(before, now) -> str:
+    """'' when a run folder's spec.yaml and the spec now describe the same run. The model,
+    input, data and augmentation must be equal; of `train:` only the seed must (it chose
+    the validation split) — epochs, learning rate and the rest may change on resume."""
+    def trimmed(spec):
+        if not isinstance(spec, dict):
+            return spec
+        spec = json.loads(json.dumps(spec))
+        train = spec.pop("train", None)
+        spec["train.seed"] = train.get("seed", 0) if isinstance(train, dict) else 0
+        return spec
+    a, b = trimmed(before), trimmed(now)
+    if a == b:
+        return ""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return "its spec.yaml cannot be read"
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+    return f"'{keys[0]}' differs" if keys else "the spec differs"
+
+
+def prepare_folder(folder, resolved, classes):
+    """Refuse a folder holding another spec's run (one with checkpoints); write spec.yaml (the
+    resolved spec) and classes.json."""
+    import yaml
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder}: exists and is not a folder; choose another --out")
+    spec_file = folder / runfolder.SPEC
+    started = bool(runfolder.checkpoint_epochs(folder))
+    if started and spec_file.is_file():
+        try:
+            before = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            before = None
+        difference = spec_difference(before, resolved)
+        if difference:
+            raise UsageError(f"{folder} holds a run of a different spec ({difference})\n  hint: choose a new folder "
+                             f"with --out, or delete {folder} to start over (on resume only train: values other "
+                             f"than seed may change)")
+    elif started:
+        raise UsageError(f"{folder} has checkpoints but no {runfolder.SPEC}; choose another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in (folder / runfolder.CHECKPOINTS).glob(".epoch-*"):   # a write cut short by a kill
+        stale.unlink(missing_ok=True)
+    runfolder.atomic_write(spec_file, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+    runfolder.write_json(folder / runfolder.CLASSES, list(classes))
+
+
+@dataclass
+class History:
+    """The committed epochs (one row each, as history.csv holds them), why training stopped,
+    and what early stopping (`train.early_stopping`, or None) makes of them."""
+
+    stopping: object
+    rows: list = field(default_factory=list)
+    stopped: Optional[str] = None
+
+    def best_epoch(self):
+        """The epoch with the best monitored value (improving by min_delta), or None."""
+        if self.stopping is None:
+            return None
+        best_epoch, best = None, None
+        for row in self.rows:
+            value = row.get(self.stopping.monitor)
+            if value is None or not math.isfinite(value):
+                continue
+            better = best is None or (value > best + self.stopping.min_delta if self.stopping.maximize
+                                      else value < best - self.stopping.min_delta)
+            if better:
+                best_epoch, best = row["epoch"], value
+        return best_epoch
+
+    def restored_epoch(self):
+        """The epoch whose weights the run keeps: the best one with restore_best, else None."""
+        return self.best_epoch() if self.stopping and self.stopping.restore_best else None
+
+    def should_stop(self) -> bool:
+        """`patience` epochs have passed without improvement."""
+        if self.stopping is None or not self.rows:
+            return False
+        best = self.best_epoch()
+        return best is not None and self.rows[-1]["epoch"] - best >= self.stopping.patience
+
+    def seconds(self) -> float:
+        return float(sum(row["seconds"] for row in self.rows))
+
+
+class Commit:
+    """Makes an epoch durable; called by the loop after each one, returns True to stop
+    (early stopping). Rows' `seconds` run from the previous commit (or `begin`), so they add
+    up to the whole run's time; images/second counts the training part of the epoch only."""
+
+    def __init__(self, tf, folder, plan, section, model, optimizer, schedule, history: History, images_per_epoch,
+                 out, tty):
+        self.folder, self.plan, self.section, self.history = folder, plan, section, history
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.images_per_epoch, self.out, self.tty = images_per_epoch, out, tty
+        self.sync_replicas = replica_state_sync(tf, plan.strategy, model)
+        self.mark = time.perf_counter()
+
+    def begin(self):
+        """The first epoch's clock starts now."""
+        self.mark = time.perf_counter()
+
+    def __call__(self, epoch, logs, trained_seconds) -> bool:
+        """Epoch `epoch` (1-based) with Keras's `logs`; `trained_seconds` exclude validation."""
+        seconds = time.perf_counter() - self.mark
+        self.sync_replicas()
+        bad = [k for k, v in logs.items() if k.endswith("loss") and not math.isfinite(float(v))]
+        if bad:
+            self.fail(epoch, f"the {bad[0].replace('_', ' ')} became {logs[bad[0]]}")
+        model_values = [np.asarray(local_copies(v)[0]) for v in self.model.variables]
+        if not all(np.all(np.isfinite(v)) for v in model_values):
+            self.fail(epoch, "the weights became NaN or infinite")
+        row = {"epoch": epoch, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
+        row["learning_rate"] = float(self.schedule(max(int(self.optimizer.iterations.numpy()) - 1, 0)))
+        row["seconds"] = round(seconds, 4)
+        row["images_per_second"] = round(self.images_per_epoch / max(trained_seconds, 1e-9), 2)
+        history = self.history
+        history.rows.append(row)
+        stop = history.should_stop()
+        if stop:
+            history.stopped = "early_stopping"
+        if self.plan.chief:
+            optimizer_values = [np.asarray(local_copies(v)[0]) for v in self.optimizer.variables]
+            meta = {"epoch": epoch, "history": history.rows, "stopped": history.stopped,
+                    "best_epoch": history.best_epoch()}
+            runfolder.atomic_write(runfolder.checkpoint_path(self.folder, epoch),
+                                   checkpoint_bytes(meta, model_values, optimizer_values))
+            runfolder.atomic_write(self.folder / runfolder.HISTORY, runfolder.history_text(history.rows))
+            prune(self.folder, epoch, best=history.restored_epoch())
+            if not self.tty:
+                print(self.epoch_line(row), file=self.out, flush=True)
+        self.mark = time.perf_counter()
+        return stop
+
+    def fail(self, epoch, what):
+        kept = runfolder.checkpoint_epochs(self.folder) if self.plan.chief else []
+        last = f"the last good checkpoint (epoch {kept[0]}) is kept in {self.folder / runfolder.CHECKPOINTS}" if kept \
+            else "no epoch had completed, so there is no checkpoint"
+        rate = self.section.optimizer.base_learning_rate
+        if self.tty:
+            print(file=self.out)
+        raise TrainingError(f"epoch {epoch}: {what}; training stopped and this epoch was not saved; {last}\n"
+                            f"  hint: lower train.optimizer.learning_rate (now {rate:g}), add a warm-up "
+                            f"(train.schedule.warmup_epochs) or set train.optimizer.clipnorm, and rerun: training "
+                            f"continues from the last good checkpoint")
+
+    def epoch_line(self, row) -> str:
+        """One line per epoch for logs (no carriage returns)."""
+        values = "  ".join(f"{k} {row[k]:.4f}" for k in row if k not in ("epoch", "learning_rate", "seconds",
+                                                                          "images_per_second"))
+        return (f"epoch {row['epoch']}/{self.section.epochs}  {values}  lr {row['learning_rate']:.3g}  "
+                f"{row['seconds']:.1f}s  {row['images_per_second']:,.0f} img/s")
