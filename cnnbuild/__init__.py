@@ -15,7 +15,7 @@ them when called.
 """
 from .errors import Problem, SpecError, UsageError, Where
 from .check import Report, format_table, infer
-from .spec import Spec, load_spec, parse_spec
+from .parse import Spec, load_spec, parse_spec
 
 # The later stages load on first use, so `import cnnbuild` (and `cnnbuild check`) stays light.
 # API name → (module, function); names differ from the modules' (cnnbuild.train is the module).

@@ -2,7 +2,7 @@
 
 The annotations used in kinds and sections are the small vocabulary below (Annotated ints
 with bounds, `Pair`, `Padding`, Literal choices, …). The spec stage reads YAML into them
-(spec/values.py), `cnnbuild schema` turns the same annotations into JSON Schema
+(parse/values.py), `cnnbuild schema` turns the same annotations into JSON Schema
 (views/schema.py), so the checker and the schema cannot drift apart.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 
 from cnnbuild.build import build_model
 from cnnbuild.check.report import infer
-from cnnbuild.spec import load_spec
+from cnnbuild.parse import load_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 SPEC_PATHS = sorted(SPECS.glob("*.yaml"))

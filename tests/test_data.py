@@ -332,7 +332,7 @@ def test_source_paths_choose_their_kind():
 
 
 def test_every_source_kind_the_spec_accepts_has_one_reader():
-    from cnnbuild.spec.sections import SOURCE_KINDS
+    from cnnbuild.parse.sections import SOURCE_KINDS
     from cnnbuild.train.sources import SOURCES, source
     assert sorted(SOURCES) == sorted(SOURCE_KINDS)
     with pytest.raises(ValueError, match="data source 'digits' is registered twice"):

@@ -17,7 +17,7 @@ from cnnbuild.cli import main
 from cnnbuild.layers.base import REGISTRY
 from cnnbuild.views.draw import CROSS, SKIP, draw
 from cnnbuild.views.draw.canvas import ERROR, LABEL, STYLES
-from cnnbuild.spec import load_spec, parse_spec
+from cnnbuild.parse import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 DRAW_SPECS = ROOT / "tests" / "specs" / "draw"
@@ -196,7 +196,7 @@ def test_the_output_must_be_svg_or_png(tmp_path, capsys):
 
 
 def test_draw_never_imports_tensorflow(tmp_path):
-    code = ("import sys; from cnnbuild.views.draw import draw; from cnnbuild.spec import load_spec; "
+    code = ("import sys; from cnnbuild.views.draw import draw; from cnnbuild.parse import load_spec; "
             f"draw(load_spec({str(ROOT / 'specs' / 'lenet5.yaml')!r}), {str(tmp_path / 'x.png')!r}); "
             "from cnnbuild.views.schema import spec_schema; spec_schema(); "
             "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "

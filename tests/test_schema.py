@@ -13,9 +13,9 @@ from cnnbuild.cli import main
 from cnnbuild.errors import SpecError
 from cnnbuild.layers import REGISTRY
 from cnnbuild.views.schema import spec_schema
-from cnnbuild.spec.source import load, parse_text
-from cnnbuild.spec import parse_spec
-from cnnbuild.spec.parser import COMMON_KEYS, TOP_KEYS
+from cnnbuild.parse.source import load, parse_text
+from cnnbuild.parse import parse_spec
+from cnnbuild.parse.parser import COMMON_KEYS, TOP_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = spec_schema()

@@ -16,7 +16,7 @@ import pytest
 
 from cnnbuild import SpecError, load_spec, parse_spec, runfolder
 from cnnbuild.cli import main
-from cnnbuild.spec.sections import Train
+from cnnbuild.parse.sections import Train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,8 +212,8 @@ def test_relative_paths_are_the_spec_s_and_the_run_folder_is_self_contained(tmp_
 ])
 def test_command_line_paths_are_read_from_the_working_directory(tmp_path, monkeypatch, dotted, value, expected):
     from cnnbuild.errors import Where
-    from cnnbuild.spec.overrides import absolute_paths
-    from cnnbuild.spec.source import Node
+    from cnnbuild.parse.overrides import absolute_paths
+    from cnnbuild.parse.source import Node
     monkeypatch.chdir(tmp_path)
     node = Node(value, Where("--set", 1, 1, dotted))
     absolute_paths(node, tuple(dotted.split(".")))

@@ -18,7 +18,7 @@ import pytest
 
 from cnnbuild.build import build_model
 from cnnbuild.check.report import infer
-from cnnbuild.spec import load_spec, parse_spec
+from cnnbuild.parse import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

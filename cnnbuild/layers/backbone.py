@@ -12,7 +12,7 @@ frozen entirely (`freeze: true`) or its first N layers (`freeze: N`), without it
 `backbone: {spec: runs/flowers/spec.yaml, weights: runs/flowers/model.keras, include_top: true}`.
 
 The static rule needs no TensorFlow:
-- `spec:` is read by the spec stage (spec/parser.py), which hands this kind that spec as
+- `spec:` is read by the spec stage (parse/parser.py), which hands this kind that spec as
   parsed, its names prefixed by this layer's name so they stay unique; its layers run as
   children, exactly like a composite: every row, shape, parameter and receptive field is the
   checker's own. `freeze: N` freezes its first N top-level layers.
@@ -42,7 +42,7 @@ from .base import Kind, Layer, Out, part_name, register
 
 TOP_START = ("flatten", "global_avg_pool", "global_max_pool")   # where include_top: false cuts a spec
 # The arguments naming files (their field metadata): relative paths are read from the folder of
-# the spec naming them, and spec/overrides.py makes them absolute for a run. The spec stage reads
+# the spec naming them, and parse/overrides.py makes them absolute for a run. The spec stage reads
 # a `spec` file itself and hands it over as parsed (`with_files`).
 SPEC_FILE = {"file": "spec"}
 WEIGHTS_FILE = {"file": "weights"}

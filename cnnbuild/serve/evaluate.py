@@ -95,7 +95,7 @@ def evaluate_run(run_dir, data: str | None = None) -> Evaluation:
 def _run_spec(run, data):
     """The run's resolved spec (its data section and seed), with `--data` replacing the source."""
     from ..errors import Invalid, SpecError
-    from ..spec import Spec, load_spec
+    from ..parse import Spec, load_spec
     path = run.folder / runfolder.SPEC
     if path.is_file():
         spec = load_spec(path)

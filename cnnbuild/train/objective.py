@@ -75,7 +75,7 @@ def make_objective(keras, spec, task, outputs, probabilities: bool) -> Objective
     """`probabilities`: the built model ends in softmax or sigmoid (build.ends_in_probabilities),
     so with `from_logits: auto` the loss takes probabilities; otherwise logits."""
     from ..augment import needs_dense_labels
-    from ..spec.sections import metric_names
+    from ..parse.sections import metric_names
     section = spec.train
     from_logits = (not probabilities) if section.from_logits == "auto" else section.from_logits
     binary = outputs == 1

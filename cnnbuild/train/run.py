@@ -39,7 +39,7 @@ def train(spec, out=None, overrides=(), stdout=None):
     from `resolve_spec` (or a path, resolved here with `overrides`). The run folder defaults
     to runs/NAME/; an unfinished one is resumed."""
     from ..check import infer
-    from ..spec import Spec, resolve_spec
+    from ..parse import Spec, resolve_spec
     started = time.time()
     if not isinstance(spec, Spec):
         spec = resolve_spec(spec, overrides)

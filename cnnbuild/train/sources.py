@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import first_line
 from ..preprocess import channels_fit
-from ..spec.sections import TFRECORD_SUFFIXES
+from ..parse.sections import TFRECORD_SUFFIXES
 from .images import (IMAGE_SUFFIXES, SHAPE_CLASSES, decode_image, generate_shapes, image_files, op_error_text,
                      record_parser, resize_masks, try_all, unreadable_image)
 

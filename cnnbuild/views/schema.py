@@ -230,7 +230,7 @@ class Generator:
                          "description": "exact (a fractional output size is an error) or floor (Keras's)"},
             "trainable": {"type": "boolean", "description": "false freezes the layer's weights (default true)"},
         }
-        from ..spec.parser import COMMON_KEYS
+        from ..parse.parser import COMMON_KEYS
         out = {}
         for key in COMMON_KEYS:
             if key == "with" and not merges:
@@ -280,7 +280,7 @@ class Generator:
 
     # --- the whole spec -------------------------------------------------------------------
     def spec_schema(self) -> dict:
-        from ..spec.parser import TOP_KEYS, Budget
+        from ..parse.parser import TOP_KEYS, Budget
         plain, with_blocks = self.layers_definition(False), self.layers_definition(True)
         top = {
             "name": {"type": "string", "pattern": NAME_PATTERN, "description": "the model's name (default: model)"},
@@ -330,7 +330,7 @@ class Generator:
 
     def sections_schema(self) -> dict:
         """data:, augment:, train: from sections.py's dataclasses and the augmentation registry."""
-        from ..spec import sections
+        from ..parse import sections
         data = self.annotation_schema(sections.Data)
         out = {"data": {"anyOf": [data, {"type": "string", "description": "a source: digits, shapes, a folder, "
                                                                           "x.npz, x.tfrecord, tfds:NAME"}],

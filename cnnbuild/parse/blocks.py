@@ -2,7 +2,7 @@
 
 A block is a named layer list with parameters; each use (`- basic: {filters: 64}`) is the
 list again with `$filters` and `${…}` replaced by the use's values, parsed in a scope of its
-own (spec/parser.py). A repeated list is substituted the same way, with `$index` = 1, 2, ….
+own (parse/parser.py). A repeated list is substituted the same way, with `$index` = 1, 2, ….
 """
 from __future__ import annotations
 
