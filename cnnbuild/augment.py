@@ -299,6 +299,9 @@ class Crop(Augmentation):
     def check(self, input_shape):
         height, width = input_shape[0], input_shape[1]
         size = self.size or (height, width)
+        if self.padding > max(height, width):   # the padded batch grows with its square: 100000 exhausts memory
+            raise Invalid(f"padding {self.padding} is more than the input's side ({height}×{width})",
+                          f"pad by a few pixels (CIFAR's crop: 4), at most {max(height, width)}")
         room = (height + 2 * self.padding, width + 2 * self.padding)
         if size[0] > room[0] or size[1] > room[1]:
             padded = f" padded by {self.padding} on each side ({room[0]}×{room[1]})" if self.padding else ""

@@ -139,17 +139,23 @@ def check(p, args):
             return 1
         raise
     report = infer(spec)
+    from .check.data import data_problems
+    data_errors = data_problems(spec.data, report.output, files_only=True) if report.valid else []
     if args.json:
-        print(report.json())
+        import json
+        document = report.to_json() | ({"data_errors": data_errors} if data_errors else {})
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(format_table(report))
         for w in report.warnings:
             print(f"warning: {w}", file=sys.stderr)
         for e in report.errors:
             print(f"error: {e}", file=sys.stderr)
-        if report.valid:
+        for problem in data_errors:
+            print(f"error: data: {problem}", file=sys.stderr)
+        if report.valid and not data_errors:
             print(f"{args.spec}: ok")
-    return 0 if report.valid else 1
+    return 0 if report.valid and not data_errors else 1
 
 
 @command("summary", "build the Keras model and print the static table beside Keras's summary")
@@ -189,9 +195,11 @@ def train(p, args):
         p.add_argument("--epochs", type=int, help="override train.epochs")
         p.add_argument("--data", help="override data.source (digits, shapes, a directory, an .npz file, …)")
         p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", help="override any spec value")
+        p.add_argument("--tensorboard", action="store_true",
+                       help="write TensorBoard event files in RUN/tensorboard/ (train.tensorboard: true)")
         _budget_args(p)
         return
-    _quiet_tensorflow(args)
+    from .check.data import precheck_spec
     from .parse import resolve_spec, with_budget
     from .parse.overrides import given, settings
     from .train.data import DataError
@@ -201,9 +209,13 @@ def train(p, args):
         overrides += [given("data.source", args.data, "--data"), given("data.path", None, "--data")]
     if args.epochs is not None:
         overrides.append(given("train.epochs", args.epochs, "--epochs"))
+    if args.tensorboard:
+        overrides.append(given("train.tensorboard", True, "--tensorboard"))
     overrides += settings(args.sets)
     spec = with_budget(resolve_spec(args.spec, overrides), args.max_params, args.max_memory)
     try:
+        precheck_spec(spec)          # data mistakes knowable without TensorFlow, answered before it starts
+        _quiet_tensorflow(args)
         metrics = train_run(spec, out=args.out)
     except (DataError, TrainingError) as e:
         print(f"cnnbuild train: {e}", file=sys.stderr)
@@ -213,6 +225,47 @@ def train(p, args):
     except Exception as e:  # a failure inside TensorFlow: one line, the traceback behind a switch
         return _failed("train", e)
     return 0 if metrics is not None else 1
+
+
+@command("data", "pack a dataset into TFRecord shards, or time the input pipeline alone")
+def data(p, args):
+    if args is None:
+        actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+        pack = actions.add_parser("pack", help="a class-folder directory or an .npz → sharded TFRecord files + index.json")
+        pack.add_argument("source", help="a class-folder directory or an .npz file")
+        pack.add_argument("--out", required=True, help="the folder to write (must not exist)")
+        pack.add_argument("--shards", type=_positive_int, help="how many shard files (default: one per 2,000 images)")
+        pack.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"), help="resize every image (stored as PNG)")
+        bench = actions.add_parser("bench", help="time a spec's input pipeline (read, decode, augment; no model)")
+        bench.add_argument("spec", help="the YAML spec whose data section to read")
+        bench.add_argument("--batches", type=_positive_int, default=50, help="batches to time (default 50)")
+        bench.add_argument("--data", help="override data.source")
+        return
+    from .train.data import DataError
+    try:
+        if args.action == "pack":
+            _quiet_tensorflow(args)
+            from .train.pack import pack
+            index = pack(args.source, args.out, args.shards, args.size)
+            print(f"{args.out}: {index['count']:,} images, {len(index['classes'])} classes, "
+                  f"{len(index['shards'])} shard{'s' if len(index['shards']) != 1 else ''}"
+                  + (f", {len(index['skipped'])} unreadable files left out" if index["skipped"] else ""))
+            return 0
+        from .check.data import precheck_spec
+        from .parse import resolve_spec
+        from .parse.overrides import given
+        from .train.data import bench_input
+        overrides = [given("data.source", args.data, "--data"), given("data.path", None, "--data")] if args.data else []
+        spec = resolve_spec(args.spec, overrides)
+        precheck_spec(spec)
+        _quiet_tensorflow(args)
+        result = bench_input(spec, args.batches)
+    except DataError as e:
+        print(f"cnnbuild data: {e}", file=sys.stderr)
+        return 1
+    print(f"{result['data']}\n{result['pipeline']}\nfirst batch after {result['first_batch_seconds']:.2f}s; "
+          f"{result['images']:,} images in {result['seconds']:.2f}s: {result['images_per_second']:,.0f} images/second")
+    return 0
 
 
 @command("export", "export a trained run as a verified SavedModel (or keras, onnx, tflite)")

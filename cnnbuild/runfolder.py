@@ -8,14 +8,22 @@
       checkpoints/         what resume needs
       model.keras          the trained model (no augmentation inside)
       training_curves.png
+      tensorboard/         event files, with train: {tensorboard: true} or --tensorboard
+      .lock                who owns the folder now (`owned`)
 Files are written to a temporary sibling and renamed into place (`atomic_write`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
+
+from .errors import UsageError
 
 SPEC = "spec.yaml"
 CLASSES = "classes.json"
@@ -24,6 +32,8 @@ METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 MODEL = "model.keras"
 CURVES = "training_curves.png"
+TENSORBOARD = "tensorboard"
+LOCK = ".lock"
 
 
 UMASK = os.umask(0)   # the process's umask: read once (reading it means setting it) and put back
@@ -53,6 +63,65 @@ def write_json(path, value) -> None:
 
 def read_json(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# ── one owner per run folder ───────────────────────────────────────────────────────────────
+
+class FolderInUse(UsageError):
+    """Another process owns the run folder (exit status 2; nothing was touched)."""
+
+
+@contextlib.contextmanager
+def owned(folder, command: str):
+    """Hold the run folder's lock for the block: an exclusive flock on FOLDER/.lock, which
+    holds the owner's pid, host, start time and command line. A second process is refused
+    with FolderInUse naming the owner. The kernel drops a flock when its process dies,
+    however it dies (SIGKILL included), so a lock left by a killed run is simply free: no
+    stale-lock guessing by pid. (flock, not fcntl's POSIX record locks: those belong to
+    the process, so a second lock in the same process would succeed and closing any
+    descriptor of the file would drop it.)"""
+    import fcntl
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder}: exists and is not a folder; choose another --out")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~UMASK)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(f"{folder} is in use by {holder(path)}; nothing was changed\n  hint: wait for it to "
+                              f"finish, or choose another folder with --out (a killed process's lock is free "
+                              f"at once)") from None
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "command": command, "argv": sys.argv}
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, (json.dumps(owner) + "\n").encode("utf-8"), 0)
+        try:
+            yield owner
+        finally:
+            os.ftruncate(descriptor, 0)        # the next reader never names a finished owner
+            if created and [entry.name for entry in folder.iterdir()] == [LOCK]:
+                path.unlink()                  # a run that failed before writing anything leaves no folder
+                folder.rmdir()
+    finally:
+        os.close(descriptor)                   # closing the only descriptor releases the lock
+
+
+def holder(path) -> str:
+    """Who holds a lock file, in words: 'pid 41 on host, since …: cnnbuild train spec.yaml'."""
+    try:
+        owner = json.loads(Path(path).read_text(encoding="utf-8"))
+        argv = [str(a) for a in owner.get("argv") or []]
+        if argv and Path(argv[0]).name in ("cnnbuild", "cli.py", "__main__.py"):
+            shown = " ".join(["cnnbuild", *argv[1:]])
+        else:                                                # the Python API, from a script or a notebook
+            shown = f"cnnbuild {owner['command']} (called from {argv[0] if argv else 'Python'})"
+        return f"pid {owner['pid']} on {owner['host']}, running since {owner['since']}: {shown}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):   # the owner is still writing its name
+        return f"another cnnbuild process (its lock {path} names no owner yet)"
 
 
 # ── history and checkpoints (written by `train`, one commit per completed epoch) ──────────
@@ -88,14 +157,38 @@ def history_text(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class DamagedFile(Exception):
+    """A run-folder file that cannot be read as what it should be; the message names it."""
+
+
 def read_history(path) -> list[dict]:
-    """history.csv → a list of {column: number}; empty when the file is absent."""
+    """history.csv → a list of {column: number}; empty when the file is absent. A damaged
+    file raises DamagedFile naming it (train rewrites it from the newest checkpoint)."""
     import csv
     path = Path(path)
     if not path.is_file():
         return []
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = []
-        for row in csv.DictReader(f):
-            rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in ("", None)})
-        return rows
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = []
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                if None in row or "epoch" not in row:
+                    raise ValueError(f"line {line} does not match the header")
+                rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in ("", None)})
+            return rows
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as e:
+        raise DamagedFile(f"{path}: cannot be read as a history ({e})") from None
+
+
+def read_metrics(path):
+    """metrics.json → a dict, None when absent; a damaged one raises DamagedFile naming it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        value = read_json(path)
+    except (OSError, ValueError) as e:
+        raise DamagedFile(f"{path}: cannot be read as JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise DamagedFile(f"{path}: holds {type(value).__name__}, not an object of metrics")
+    return value

@@ -9,6 +9,7 @@ import contextlib
 import copy
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from cnnbuild.cli import main
+from cnnbuild.errors import SpecError
 
 from conftest import ROOT, SPECS
 
@@ -240,3 +242,85 @@ def test_fuzz_mutated_specs_never_crash(tmp_path, monkeypatch):
         assert status in (0, 1, 2), f"case {case}: exit status {status}\n{text}"
         statuses.append(status)
     assert statuses.count(1) > 50      # the mutations do break specs
+
+
+# --- hostile inputs answered at once (issue 10) -----------------------------------------
+
+def _check_json(*args):
+    """`check --json` in-process: (exit status, the one JSON document it printed or None, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["check", "--json", *map(str, args)])
+    text = out.getvalue()
+    return status, (json.loads(text) if text.strip() else None), err.getvalue()
+
+
+@pytest.mark.parametrize("make", [
+    lambda tmp: (os.mkfifo(tmp / "pipe.yaml"), tmp / "pipe.yaml")[1],   # opening it for reading would wait forever
+    lambda tmp: Path("/dev/zero"),                                      # never ends, and says its size is 0
+], ids=["fifo", "device"])
+def test_only_regular_files_are_read(tmp_path, make):
+    path = make(tmp_path)
+    status, document, err = _check_json(path)
+    assert status == 2 and "is not a regular file" in err and str(path) in err
+
+
+@pytest.mark.parametrize("written, message", [
+    ("/dev/zero", "is not a regular file"),
+    ("a" * 300 + ".yaml", "File name too long"),
+])
+def test_backbone_spec_path_that_cannot_be_read(spec_text, written, message):
+    path = spec_text(f"name: x\ninput: [8, 8, 3]\nlayers:\n  - backbone: {{spec: {written}}}\n")
+    status, document, _ = _check_json(path)
+    assert status == 1
+    [error] = document["errors"]
+    assert (error["line"], error["column"]) == (4, 15) and message in error["message"] and error["hint"]
+
+
+def test_nul_byte_is_located(spec_text):
+    path = spec_text("name: x\ninput: [8, 8, 1]\nlayers: [flatten]\n")
+    path.write_bytes(b"name: x\ninput: [8, 8, 1]\nlayers: [fl\x00atten]\n")
+    status, document, _ = _check_json(path)
+    assert status == 1
+    [error] = document["errors"]
+    assert (error["line"], error["column"]) == (3, 12) and "U+0000" in error["message"]
+
+
+def test_set_past_the_end_of_a_list_says_how_many():
+    from cnnbuild.parse import load_spec
+    from cnnbuild.parse.overrides import settings
+    with pytest.raises(SpecError, match=r"'layers' has 8 items, so there is no 9") as caught:
+        load_spec(SPECS / "lenet5.yaml", settings(["layers.9.conv.filters=3"]))
+    assert "use 0 to 7" in caught.value.problems[0].hint
+
+
+@pytest.mark.parametrize("kind, keras", [("MaxPooling2D", True), ("maxpool2d", False), ("BatchNorm2d", False)])
+def test_keras_name_hint_only_for_keras_names(spec_text, kind, keras):
+    path = spec_text(f"name: x\ninput: [8, 8, 1]\nlayers: [{kind}]\n")
+    status, document, _ = _check_json(path)
+    hint = document["errors"][0]["hint"]
+    assert status == 1 and hint.startswith("did you mean") and ("is Keras's name" in hint) == keras
+
+
+def test_shortcut_auto_works_out_the_stride_per_axis(spec_text):
+    # a 1×2 input to a body that halves the width only: the projection needs stride [1, 2]
+    path = spec_text("name: x\ninput: [1, 2, 4]\nlayers:\n  - residual: {body: [{conv: {filters: 8, kernel: 1, "
+                     "stride: [1, 2], padding: same}}]}\n")
+    status, document, _ = _check_json(path)
+    assert status == 0 and document["output"] == [1, 1, 8]
+    # body 1·1·4·8 + 8 = 40 and the projection the same: 80
+    assert document["params"] == 80
+
+
+@pytest.mark.parametrize("text, message, count", [
+    # 300,000 numbers under the 1 MiB cap: refused once 100,000 values are read, not composed to the end
+    ("name: x\ninput: [" + "1, " * 300_000 + "1]\nlayers: [flatten]\n", "the spec holds more than 100,000 values", 1),
+    # 100,000 duplicate keys: the first 100 problems, then a last one saying reading stopped
+    ("name: x\n" * 100_000, "more than 100 problems; reading stopped here", 101),
+    # 1,000 unknown arguments in one layer: 20 named, the rest counted
+    ("name: x\ninput: [8, 8, 1]\nlayers:\n  - conv: {filters: 1, kernel: 1, "
+     + ", ".join(f"k{i}: 1" for i in range(1000)) + "}\n", "and 980 more unknown arguments", 21),
+])
+def test_huge_specs_are_cut_short(spec_text, text, message, count):
+    status, document, _ = _check_json(spec_text(text))
+    assert status == 1 and len(document["errors"]) == count and message in document["errors"][-1]["message"]

@@ -317,6 +317,9 @@ def test_tfds_offline_from_a_prepared_data_dir(tmp_path):
     ("{source: digits, validation_split: 0.1, validation: {source: digits}}", r"either 'validation_split' or"),
     ("{source: digits, on_bad: ignore}", r"'on_bad' must be one of error, skip"),
     ("{source: digits, colour: red}", r"unknown argument 'colour'"),
+    ("{source: digits, cache: disc}", r"'cache' must be one of auto, memory, disk; got 'disc'\n  hint: did you mean 'disk'"),
+    ("{source: digits, shuffle_buffer: 0}", r"'shuffle_buffer' must be >= 1"),
+    ("{source: digits, cache_budget: -5}", r"'cache_budget' must be"),
 ])
 def test_bad_data_section_is_a_spec_error(data, message):
     from cnnbuild import SpecError

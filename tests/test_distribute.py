@@ -126,3 +126,25 @@ def test_tpu_trains(tmp_path):
     process = _train(spec, tmp_path / "run", "--set", "train.strategy=tpu")
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
+
+
+@pytest.mark.parametrize("config, strategy, writes", [
+    (None, "auto", True),                                                                  # one process
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, "auto", True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, "auto", False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, "auto", False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, "auto", True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, "default", True),
+])
+def test_only_the_chief_locks_and_writes_the_run_folder(monkeypatch, config, strategy, writes):
+    """Decided from TF_CONFIG before TensorFlow starts, so the lock comes first; the rule is
+    the one multi_worker runs use (worker 0 is the chief unless a task is named chief)."""
+    from cnnbuild.train.strategy import writes_run_folder
+    for name in ("TPU_NAME", "COLAB_TPU_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    if config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    section = parse_spec(f"name: n\ninput: [8, 8, 1]\nlayers: [flatten]\ntrain: {{strategy: {strategy}}}\n").train
+    assert writes_run_folder(section) is writes

@@ -221,6 +221,52 @@ CASES = [
             - conv: {filters: $channels, kernel: 1, activation: sigmoid}
             - multiply: {with: [expand]}
         """),
+    ("block_list_params", (12, 12, 3), """
+        - cbn: {filters: 4, kernel: [1, 7]}
+        - cbn: {filters: 4, kernel: [7, 1], stride: 2}
+        - cbn: {filters: "${make_divisible(4 * 4.5, 8)}", kernel: 3, padding: [[0, 1], [0, 1]]}
+        """, """
+        cbn:
+          params: {filters: required, kernel: required, stride: 1, padding: same}
+          layers:
+            - conv: {name: c, filters: $filters, kernel: $kernel, stride: $stride, padding: $padding, bias: false,
+                     batchnorm: {epsilon: 1.0e-3}, activation: relu}
+        """),
+    ("block_two_inputs", (8, 8, 4), """
+        - conv: {name: a, filters: 4, kernel: 1}
+        - conv: {name: b, filters: 4, kernel: 3, padding: same}
+        - cell: {name: c1, inputs: [a, b]}
+        - cell: {inputs: [b, c1], filters: 4}
+        """, """
+        cell:
+          inputs: [previous, current]
+          params: {filters: 4}
+          layers:
+            - conv: {name: p, filters: $filters, kernel: 1, inputs: [previous]}
+            - separable_conv: {name: x, filters: $filters, kernel: 3, padding: same, inputs: [current]}
+            - add: {inputs: [p, x]}
+        """),
+    ("layer_norm", (5, 5, 6), "- layer_norm\n- layer_norm: {epsilon: 1.0e-6, center: false}", ""),
+    ("layer_scale", (5, 5, 6), "- layer_scale: {init: 1.0e-6}\n- layer_scale: 0.5", ""),
+    ("rescale_normalize", (5, 5, 3), "- rescale: {scale: 0.00784313725, offset: -1.0}\n- normalize\n"
+                                     "- normalize: {mean: [0.485, 0.456, 0.406], variance: [0.052, 0.050, 0.051]}", ""),
+    ("initializer_arguments", (6, 6, 3), """
+        - conv: {filters: 4, kernel: 3, initializer: {name: variance_scaling, scale: 2.0, mode: fan_out, distribution: truncated_normal}}
+        - depthwise_conv: {kernel: 3, initializer: {name: constant, value: 0.5}}
+        - flatten
+        - dense: {units: 3, initializer: {name: random_uniform, minval: -0.1, maxval: 0.1}}
+        """, ""),
+    ("residual_scale_drop_path", (6, 6, 4), """
+        - residual:
+            body: [{conv: {filters: 4, kernel: 3, padding: same}}]
+            scale: 0.17
+            activation: relu
+        - residual:
+            body: [{conv: {filters: 8, kernel: 3, padding: same, batchnorm: true}}]
+            drop_path: 0.2
+        - flatten
+        - residual: {body: [{dense: 288}], drop_path: 0.5, scale: 0.5}
+        """, ""),
     ("backbone_spec", (8, 8, 3), f"- backbone: {{spec: '{GOOD / 'small_backbone.yaml'}', freeze: 1}}\n- global_avg_pool\n"
                                  "- dense: 2", ""),
     ("backbone_spec_top", (8, 8, 3), f"- backbone: {{spec: '{GOOD / 'small_backbone.yaml'}', include_top: true}}", ""),
@@ -523,3 +569,126 @@ def test_block_parameter_and_index_in_one_expression():
     model, report = _model((4, 4, 1), "- stage: {name: s, width: 3}", blocks)
     assert [model.get_layer(f"s_r_{i}_c").filters for i in (1, 2)] == [3, 6]     # 1·3, 2·3
     assert report.params == (1 * 3 + 3) + (3 * 6 + 6)
+
+
+# --- the modern kinds and arguments, values worked out here ------------------------------
+
+def test_layer_norm_normalises_each_position_over_its_channels():
+    model, report = _model((1, 2, 4), "- layer_norm: {epsilon: 1.0e-6}")
+    assert report.params == report.trainable_params == 2 * 4      # gamma and beta per channel
+    x = np.array([[[[1, 2, 3, 4], [0, 0, 0, 8]]]], dtype="float32")
+    expected = (x - x.mean(axis=-1, keepdims=True)) / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(_run(model, x), expected, rtol=1e-5, atol=1e-6)
+    import keras
+    assert model.get_layer("layer_norm_1").epsilon == 1e-6
+    assert REGISTRY["layer_norm"]().epsilon == keras.layers.LayerNormalization().epsilon    # the default is Keras's
+
+
+def test_layer_scale_is_one_factor_per_channel_starting_at_init():
+    model, report = _model((2, 2, 3), "- layer_scale: {init: 1.0e-6}")
+    [gamma] = model.get_layer("layer_scale_1").weights
+    assert tuple(gamma.shape) == (3,) and report.trainable_params == 3
+    np.testing.assert_allclose(gamma.numpy(), [1e-6] * 3)
+    np.testing.assert_allclose(_run(model, np.full((1, 2, 2, 3), 2.0)), np.full((1, 2, 2, 3), 2e-6), rtol=1e-6)
+
+
+def test_initializers_with_arguments_reach_keras():
+    model, _ = _model((3, 3, 1), "- conv: {filters: 1, kernel: 3, bias: false, initializer: {name: constant, value: 0.5}}")
+    np.testing.assert_allclose(_run(model, np.ones((1, 3, 3, 1))).ravel(), [4.5])     # 9 · 0.5
+    model, _ = _model((8, 8, 16), "- conv: {filters: 64, kernel: 3, initializer: {name: variance_scaling, scale: 2.0, "
+                                  "mode: fan_out, distribution: truncated_normal}}")
+    kernel = model.get_layer("conv_1").kernel.numpy()
+    # fan_out = 3·3·64 = 576: a normal of std √(2/576) ≈ 0.059, truncated at 2 std (Keras rescales by 0.8796)
+    assert np.abs(kernel).max() <= 2 * np.sqrt(2 / 576) / 0.87962566103423978 + 1e-6
+    assert 0.04 < kernel.std() < 0.07
+    with pytest.raises(SpecError, match="initializer constant takes no 'scale'"):
+        parse_spec(spec_text((3, 3, 1), "- conv: {filters: 1, kernel: 3, initializer: {name: constant, scale: 2.0}}"))
+
+
+def test_residual_scale_adds_a_fraction_of_the_body():
+    model, _ = _model((1, 1, 1), "- residual: {body: [{conv: {filters: 1, kernel: 1, bias: false, initializer: ones}}], scale: 0.17}")
+    np.testing.assert_allclose(_run(model, [[[[2.0]]]]).ravel(), [2.0 + 0.17 * 2.0], rtol=1e-6)
+
+
+def test_drop_path_drops_whole_samples_while_training_only():
+    model, report = _model((4, 4, 2), "- residual: {body: [{conv: {filters: 2, kernel: 1, bias: false, initializer: ones}}], "
+                                      "drop_path: 0.5}")
+    x = np.ones((64, 4, 4, 2), dtype="float32")
+    # body = 2 (two ones summed) everywhere; inference: 1 + 2
+    np.testing.assert_allclose(_run(model, x), np.full(x.shape, 3.0))
+    trained = np.asarray(model(x, training=True))
+    per_sample = trained.reshape(64, -1)
+    assert np.all(per_sample == per_sample[:, :1])          # one decision per sample, not per element
+    assert set(np.unique(per_sample[:, 0]).tolist()) == {1.0, 5.0}    # dropped: 1; kept: 1 + 2 / (1 − 0.5)
+    assert report.rows[0].rule.endswith("body dropped with p = 0.5 while training")
+
+
+def test_make_divisible_rounds_as_keras_applications_does():
+    from keras.src.applications.mobilenet_v2 import _make_divisible
+    blocks = """
+        c:
+          params: {width: required}
+          layers: [{conv: {name: c, filters: "${make_divisible(width, 8)}", kernel: 1}}]
+        """
+    for width in ("16 * 4.5", "32 * 0.35", "96 * 0.75", "3", "100", "1280 * 1.3"):
+        model, _ = _model((1, 1, 1), f"- c: {{name: b, width: '${{{width}}}'}}", blocks)
+        assert model.get_layer("b_c").filters == _make_divisible(eval(width), 8), width   # eval: the test's own arithmetic
+
+
+def test_block_defaults_use_earlier_parameters_and_lists_substitute_whole():
+    blocks = """
+        cbn:
+          params: {kernel: required, pad: "${(kernel - 1) // 2}"}
+          layers: [{conv: {name: c, filters: 1, kernel: $kernel, padding: $pad}}]
+        asym:
+          params: {kernel: [1, 7]}
+          layers: [{conv: {name: c, filters: 1, kernel: $kernel, padding: same}}]
+        """
+    model, report = _model((9, 9, 1), "- cbn: {name: a, kernel: 5}\n- asym: {name: b}\n- asym: {name: d, kernel: [7, 1]}", blocks)
+    assert model.get_layer("a_c").kernel_size == (5, 5) and report.rows[1].output == (9, 9, 1)   # pad 2 keeps 9
+    assert model.get_layer("b_c").kernel_size == (1, 7) and model.get_layer("d_c").kernel_size == (7, 1)
+    with pytest.raises(SpecError, match=r"spec>:5:37: blocks\.cbn\.params\.pad: unknown parameter 'kernl'"):
+        parse_spec(spec_text((9, 9, 1), "- cbn: {kernel: 3}", """
+            cbn:
+              params: {kernel: required, pad: "${(kernl - 1) // 2}"}
+              layers: [{conv: {filters: 1, kernel: $kernel, padding: $pad}}]
+            """))
+
+
+def test_a_block_with_two_inputs_reads_them_by_their_declared_names():
+    blocks = """
+        diff:
+          inputs: [p, x]
+          layers:
+            - conv: {name: neg, filters: 1, kernel: 1, bias: false, initializer: {name: constant, value: -1.0}, inputs: [p]}
+            - add: {inputs: [x, neg]}
+        """
+    model, _ = _model((1, 1, 1), "- conv: {name: a, filters: 1, kernel: 1, bias: false, initializer: {name: constant, value: 3.0}}\n"
+                                 "- diff: {inputs: [input, a]}", blocks)
+    np.testing.assert_allclose(_run(model, [[[[2.0]]]]).ravel(), [6.0 - 2.0])      # x = 3·2, minus p = 2
+    with pytest.raises(SpecError, match="diff reads 2 inputs, got 1"):
+        parse_spec(spec_text((1, 1, 1), "- diff: {}", blocks))
+
+
+def test_keras_padding_layer_names_are_refused_only_where_a_layer_builds_one():
+    # Keras's ResNet50V2 names its padding 'pool1_pad' before the pool 'pool1', which pads nothing
+    model, _ = _model((16, 16, 3), "- pad: {name: pool1_pad, padding: 1}\n- max_pool: {name: pool1, size: 3, stride: 2, "
+                                   "rounding: floor}\n- conv: {name: c, filters: 2, kernel: 1, activation: relu}\n"
+                                   "- relu: {name: c_relu}")    # c's relu is fused into it: no Keras layer c_relu
+    assert {"pool1_pad", "pool1", "c", "c_relu"} <= {layer.name for layer in model.layers}
+    # a pool with explicit padding does build 'pool1_pad': then the name is taken
+    with pytest.raises(SpecError, match="name 'pool1_pad' is reserved for the pad layer that 'pool1' may build"):
+        parse_spec(spec_text((16, 16, 3), "- pad: {name: pool1_pad, padding: 1}\n"
+                                          "- max_pool: {name: pool1, size: 3, stride: 2, padding: 1, rounding: floor}"))
+
+
+def test_a_parameter_may_name_the_layer_a_block_reads():
+    blocks = """
+        from_named:
+          params: {source: required, sizes: {kernel: 1, filters: 2}}
+          layers: [{conv: {name: c, filters: 2, kernel: 1, inputs: [$source]}}, {add: {with: [$source]}}]
+        """
+    model, report = _model((4, 4, 2), "- conv: {name: a, filters: 2, kernel: 1}\n- conv: {filters: 2, kernel: 3}\n"
+                                      "- from_named: {name: u, source: a}", blocks)
+    assert report.rows[-1].output == (4, 4, 2)                 # read a (4×4), not the 2×2 conv before the use
+    assert model.get_layer("u_c").input.name == model.get_layer("a").output.name

@@ -269,14 +269,43 @@ def test_a_kill_between_checkpoint_and_history_loses_nothing(tmp_path, capsys):
     assert not (out / runfolder.CHECKPOINTS / ".epoch-0004.npz.partial").exists()
 
 
+def sha256_of_arrays(arrays):
+    """The checksum a checkpoint's meta records, computed here from its stated rule: sha256
+    over each array's dtype, shape and bytes, model arrays then optimizer arrays."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name in sorted(k for k in arrays if k.startswith("model_")) + sorted(k for k in arrays if k.startswith("optimizer_")):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{value.dtype.str}{value.shape};".encode("ascii") + value.tobytes())
+    return digest.hexdigest()
+
+
+def rewrite_checkpoint(path, change, checksum=True):
+    """Change a checkpoint's arrays (and, with `checksum`, record their new sha256 so the
+    file is a consistent archive of different content)."""
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    change(arrays)
+    meta = json.loads(str(arrays["meta"]))
+    if checksum:
+        meta["sha256"] = sha256_of_arrays(arrays)
+    else:
+        meta.pop("sha256"), meta.pop("counts")             # as a checkpoint of cnnbuild before checksums
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
 def test_a_checkpoint_with_nan_is_not_resumed(tmp_path, capsys):
     spec, out = write_spec(tmp_path), tmp_path / "run"
     assert train_cli(capsys, spec, "--out", out, "--epochs", "2")[0] == 0
     path = runfolder.checkpoint_path(out, 2)
     with np.load(path) as archive:
-        arrays = {k: archive[k] for k in archive.files}
-    arrays["model_00000"] = np.full_like(arrays["model_00000"], np.nan)
-    np.savez(path, **arrays)
+        assert json.loads(str(archive["meta"]))["sha256"] == sha256_of_arrays({k: archive[k] for k in archive.files})
+
+    def poison(arrays):
+        arrays["model_00000"] = np.full_like(arrays["model_00000"], np.nan)
+    rewrite_checkpoint(path, poison)
     status, stdout, _ = train_cli(capsys, spec, "--out", out, "--epochs", "3")
     assert status == 0
     assert "epoch-0002.npz holds NaN or infinite values; trying an older checkpoint" in stdout
@@ -284,18 +313,170 @@ def test_a_checkpoint_with_nan_is_not_resumed(tmp_path, capsys):
     assert [int(r["epoch"]) for r in history(out)] == [1, 2, 3]
 
 
+def _flip_a_byte(data):
+    data = bytearray(data)
+    data[len(data) // 2] ^= 0xFF          # inside the arrays' bytes, past the zip headers
+    return bytes(data)
+
+
+def _wrong_values(arrays):
+    arrays["model_00001"] = arrays["model_00001"] + 1.0     # the meta's sha256 kept: a changed file
+
+
+def _wrong_shape(arrays):
+    arrays["model_00000"] = arrays["model_00000"][..., :4]  # 8 filters → 4
+
+
+DAMAGES = {        # how the newest checkpoint is damaged → what the warning says about it
+    "truncated": (lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]), "cannot be read (BadZipFile"),
+    "byte flipped": (lambda path: path.write_bytes(_flip_a_byte(path.read_bytes())), "cannot be read (BadZipFile: Bad CRC-32"),
+    "empty": (lambda path: path.write_bytes(b""), "cannot be read (EOFError"),
+    "garbage": (lambda path: path.write_bytes(np.random.default_rng(0).bytes(5000)), "cannot be read (ValueError"),
+    "wrong content": (lambda path: _rewrite_keeping_meta(path, _wrong_values), "its arrays do not match the sha256"),
+    "wrong shape": (lambda path: rewrite_checkpoint(path, _wrong_shape, checksum=False),
+                    "does not fit this model: model array 0 has shape (3, 3, 1, 4), the variable needs (3, 3, 1, 8)"),
+}
+
+
+def _rewrite_keeping_meta(path, change):
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    change(arrays)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.fixture(scope="module")
+def two_epochs_and_three(tmp_path_factory):
+    """A run of 2 epochs (to damage copies of) and the same spec straight to 3 (the reference)."""
+    folder = tmp_path_factory.mktemp("damage")
+    spec = write_spec(folder)
+    assert main(["train", str(spec), "--out", str(folder / "two"), "--epochs", "2"]) == 0
+    assert main(["train", str(spec), "--out", str(folder / "three"), "--epochs", "3"]) == 0
+    return spec, folder / "two", metrics(folder / "three")["weights_sha256"]
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one(tmp_path, capsys, two_epochs_and_three, damage):
+    import shutil
+    spec, two, reference = two_epochs_and_three
+    out = tmp_path / "run"
+    shutil.copytree(two, out)
+    spoil, said = DAMAGES[damage]
+    newest = runfolder.checkpoint_path(out, 2)
+    spoil(newest)
+    status, stdout, err = train_cli(capsys, spec, "--out", out, "--epochs", "3")
+    assert status == 0, err
+    assert f"warning: {newest} {said}" in stdout and "trying an older checkpoint" in stdout
+    assert "resuming after epoch 1 of 3" in stdout
+    assert [line.split()[1] for line in stdout.splitlines() if line.startswith("epoch ")] == ["2/3", "3/3"]
+    assert metrics(out)["weights_sha256"] == reference            # as if nothing had happened
+    assert [int(r["epoch"]) for r in history(out)] == [1, 2, 3]
+
+
+def test_with_no_usable_checkpoint_the_run_stops_saying_what_to_do(tmp_path, capsys, two_epochs_and_three):
+    import shutil
+    spec, two, _ = two_epochs_and_three
+    out = tmp_path / "run"
+    shutil.copytree(two, out)
+    runfolder.checkpoint_path(out, 2).write_bytes(b"")
+    runfolder.checkpoint_path(out, 1).write_bytes(b"PK\x03\x04 not really")
+    status, _, err = train_cli(capsys, spec, "--out", out, "--epochs", "3")
+    assert status == 1 and "Traceback" not in err
+    assert f"{out}: no usable checkpoint: epoch-0002.npz cannot be read (EOFError" in err
+    assert "; epoch-0001.npz cannot be read (" in err
+    assert f"hint: move {out / runfolder.CHECKPOINTS} aside (or delete it) and rerun to start over" in err
+
+
+def test_damaged_history_and_metrics_are_rewritten_from_the_checkpoint(tmp_path, capsys, two_epochs_and_three):
+    import shutil
+    spec, two, _ = two_epochs_and_three
+    out = tmp_path / "run"
+    shutil.copytree(two, out)
+    rows, first = history(out), metrics(out)
+    (out / runfolder.HISTORY).write_bytes(b"\xff\x00 not a csv")
+    (out / runfolder.METRICS).write_text('{"val_accuracy": 0.9', encoding="utf-8")
+    status, stdout, err = train_cli(capsys, spec, "--out", out, "--epochs", "2")
+    assert status == 0, err
+    assert "already complete (2 epochs)" in stdout
+    assert f"warning: {out / runfolder.METRICS}: cannot be read as JSON" in stdout
+    assert history(out) == rows
+    again = metrics(out)
+    assert again["weights_sha256"] == first["weights_sha256"] and again["val_accuracy"] == first["val_accuracy"]
+    # the damaged metrics.json's wall time is lost; the newest checkpoint's is the next best
+    with np.load(runfolder.checkpoint_path(out, 2)) as archive:
+        assert again["wall_time_seconds"] == json.loads(str(archive["meta"]))["wall_time_seconds"] > 0
+
+
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     spec, out = write_spec(tmp_path, TINY.replace("batch_size: 64", "batch_size: 64\n  optimizer: sgd")), tmp_path / "run"
     assert train_cli(capsys, spec, "--out", out, "--epochs", "2")[0] == 0
-    status, _, err = train_cli(capsys, spec, "--out", out, "--epochs", "4", "--set", "train.optimizer.learning_rate=1e30")
+    # under early stopping too (a NaN val_loss is no "best"; Keras's TerminateOnNaN would stop
+    # after the epoch was already saved by ModelCheckpoint): the NaN epoch is refused first
+    status, _, err = train_cli(capsys, spec, "--out", out, "--epochs", "4", "--set", "train.optimizer.learning_rate=1e30",
+                               "--set", "train.early_stopping={monitor: val_loss, patience: 1, restore_best: true}")
     assert status == 1 and "Traceback" not in err
     assert "epoch 3: the loss became nan; training stopped and this epoch was not saved; the last good checkpoint " \
            "(epoch 2) is kept" in err
     assert "hint: lower train.optimizer.learning_rate (now 1e+30)" in err
     assert runfolder.checkpoint_epochs(out)[0] == 2 and len(history(out)) == 2
+    for epoch in runfolder.checkpoint_epochs(out):                  # every checkpoint left is whole and finite
+        with np.load(runfolder.checkpoint_path(out, epoch)) as archive:
+            assert all(np.isfinite(archive[k]).all() for k in archive.files if k != "meta")
     # with a sane learning rate, the same command continues from epoch 2
     status, stdout, _ = train_cli(capsys, spec, "--out", out, "--epochs", "4")
     assert status == 0 and "resuming after epoch 2 of 4" in stdout and len(history(out)) == 4
+
+
+def read_events(folder):
+    """{tag: {step: value}} and the graph tags of RUN/tensorboard/, read with TensorFlow's own
+    event reader (tf.compat.v1.train.summary_iterator), not with what wrote them."""
+    import tensorflow as tf
+    scalars, graphs = {}, []
+    for path in sorted((Path(folder) / runfolder.TENSORBOARD).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+                else:
+                    graphs.append((value.tag, value.metadata.plugin_data.plugin_name))
+    return scalars, graphs
+
+
+def test_tensorboard_events_equal_the_history_after_a_resume(tmp_path, capsys):
+    spec, out = write_spec(tmp_path), tmp_path / "run"
+    assert train_cli(capsys, spec, "--out", out, "--epochs", "2", "--tensorboard")[0] == 0
+    status, stdout, err = train_cli(capsys, spec, "--out", out, "--epochs", "3", "--set", "train.tensorboard=true")
+    assert status == 0 and "resuming after epoch 2 of 3" in stdout, err
+    scalars, graphs = read_events(out)
+    rows = history(out)
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(scalars)
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        assert sorted(scalars[name]) == [1, 2, 3]                   # each epoch once, across the two sessions
+        for row in rows:
+            assert scalars[name][int(row["epoch"])] == pytest.approx(float(row[name]), rel=1e-6)   # float32
+    assert ("tiny", "graph_run_metadata_graph") in graphs          # the model's graph, for the Graphs tab
+    # without the switch a run writes no events
+    assert train_cli(capsys, spec, "--out", tmp_path / "plain", "--epochs", "1")[0] == 0
+    assert not (tmp_path / "plain" / runfolder.TENSORBOARD).exists()
+
+
+def test_more_epochs_on_a_finished_cosine_run_restart_the_cycle_and_wall_time_adds_up(tmp_path, capsys):
+    spec = write_spec(tmp_path, TINY.replace("epochs: 3", "epochs: 2\n  schedule: {name: cosine, final: 0.1}"))
+    out = tmp_path / "run"
+    assert train_cli(capsys, spec, "--out", out)[0] == 0
+    first = metrics(out)["wall_time_seconds"]
+    status, stdout, _ = train_cli(capsys, spec, "--out", out)            # finished: nothing trained, time kept
+    assert status == 0 and "already complete (2 epochs)" in stdout and metrics(out)["wall_time_seconds"] == first
+    status, stdout, _ = train_cli(capsys, spec, "--out", out, "--epochs", "4")
+    assert status == 0
+    assert ("the cosine schedule ended with epoch 2; epochs 3–4 are a new cycle from the base learning rate 0.001 "
+            "down to 0.0001 (a warm restart)") in stdout
+    rates = [float(r["learning_rate"]) for r in history(out)]
+    # the new cycle repeats the first one's rates, step for step: base·(0.1 + 0.9·½(1 + cos(π·progress)))
+    assert rates[2] == pytest.approx(rates[0], rel=1e-6) and rates[3] == pytest.approx(rates[1], rel=1e-6)
+    assert rates[1] == pytest.approx(0.001 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 45 / 46))), rel=1e-5)
+    assert metrics(out)["wall_time_seconds"] > first                  # the two sessions that trained, summed
 
 
 def test_a_folder_of_another_spec_is_refused(tmp_path, capsys):

@@ -1,8 +1,9 @@
 """The zoo (specs/) against references from outside cnnbuild.
 
-- vgg16, resnet50, mobilenet_v2: keras.applications itself, built in the test: parameter
-  counts, the output shape of every stage, and (with the reference's weights copied in)
-  the same outputs for the same images, so the spec builds the very same function.
+- vgg16, resnet50, mobilenet_v2, convnext_tiny, efficientnet_b0, mobilenet_v3_small, inception_v3:
+  keras.applications itself, built in the test: parameter counts, the output shape of
+  every stage, and (with the reference's weights copied in) the same outputs for the same
+  images, so the spec builds the very same function.
 - alexnet, lenet5, lenet5_original, googlenet, resnet18, neon_example: counted by hand
   here from the papers' layer tables with the seeds' rule K·(F·F·C_in/groups + 1),
   never by calling cnnbuild's own rules.
@@ -64,6 +65,102 @@ def _mobilenet_v2():
     return keras.applications.MobileNetV2(weights=None, alpha=1.0)
 
 
+def _convnext_tiny(size):
+    import keras
+    return keras.applications.ConvNeXtTiny(weights=None, input_shape=(size, size, 3))
+
+
+def _convnext_tiny_stages(report):
+    stages = {"prestem_normalization": "convnext_tiny_prestem_normalization", "stem_layernorm": "convnext_tiny_stem",
+              "head_gap": "convnext_tiny_head_gap", "head_dense": "convnext_tiny_head_dense"}
+    stages.update({f"downsampling_block_{i}": f"convnext_tiny_downsampling_block_{i}" for i in range(3)})
+    return stages
+
+
+def _convnext_tiny_weights(name):
+    """Our layer name → Keras ConvNeXtTiny's: Keras prefixes the model's name; a block's layers
+    sit inside our residual 'res'; stage 2's nine blocks are our repeat's copies 1 … 9."""
+    name = re.sub(r"^stage_2_(\d+)_block_res_", lambda m: f"stage_2_block_{int(m.group(1)) - 1}_", name)
+    name = re.sub(r"^(stage_\d_block_\d)_res_", r"\1_", name)
+    name = re.sub(r"^downsampling_block_(\d)_(layernorm|conv)$", r"downsampling_\2_\1", name)
+    return f"convnext_tiny_{name}"
+
+
+def _efficientnet_b0(size):
+    import keras
+    return keras.applications.EfficientNetB0(weights=None, input_shape=(size, size, 3))
+
+
+def _efficientnet_b0_stages(report):
+    stages = {"stem_conv": "stem_activation", "top_conv": "top_activation", "avg_pool": "avg_pool",
+              "predictions": "predictions"}
+    for row in report.rows:
+        if re.fullmatch(r"block\d[a-d]", row.name):   # Keras: the Add when the block is residual
+            stages[row.name] = f"{row.name}_add" if row.kind == "mbconv_residual" else f"{row.name}_project_bn"
+    return stages
+
+
+def _efficientnet_b0_weights(name, theirs):
+    """Our layer name → Keras EfficientNetB0's: a residual block's layers sit inside its
+    residual 'res' and the inner use 'm'; the squeeze-and-excitation and projection inside
+    the use 'se'; batchnorms are named after the step, not the convolution. Keras names
+    its input normalisation automatically (normalization, normalization_1, … in a session)."""
+    if name == "normalization":
+        return next(n for n, layer in theirs.items() if type(layer).__name__ == "Normalization")
+    name = re.sub(r"^(block\d[a-d])_res_m_", r"\1_", name)
+    name = re.sub(r"_se_(se_|project_conv)", r"_\1", name)
+    for ours, keras_name in ((r"_expand_conv_bn$", "_expand_bn"), (r"_dwconv_bn$", "_bn"), (r"_project_conv_bn$", "_project_bn"),
+                             (r"^stem_conv_bn$", "stem_bn"), (r"^top_conv_bn$", "top_bn")):
+        name = re.sub(ours, keras_name, name)
+    return name
+
+
+def _mobilenet_v3_small(size):
+    import keras
+    return keras.applications.MobileNetV3Small(weights=None, input_shape=(size, size, 3))
+
+
+def _mobilenet_v3_small_stages(report):
+    stages = {"conv_1": "conv_1_bn", "logits": "logits", "predictions": "predictions",
+              "expanded_conv_project": "expanded_conv_project_bn"}
+    for row in report.rows:
+        if re.fullmatch(r"expanded_conv_\d+", row.name):   # Keras: the Add when the block is residual
+            stages[row.name] = f"{row.name}_add" if row.kind.endswith("residual") else f"{row.name}_project_bn"
+    return stages
+
+
+def _inception_v3(size):
+    import keras
+    return keras.applications.InceptionV3(weights=None, input_shape=(size, size, 3))
+
+
+def _inception_v3_stages(report):
+    stages = {"avg_pool": "avg_pool", "predictions": "predictions"}   # Keras names the stem automatically
+    stages.update({f"mixed{i}": f"mixed{i}" for i in range(11)})
+    return stages
+
+
+def _creation_order(name):
+    """Keras's automatic names count up as layers are made: conv2d, conv2d_1, conv2d_2, …"""
+    number = re.search(r"_(\d+)$", name)
+    return int(number.group(1)) if number else 0
+
+
+def _inception_v3_weights(name, theirs, report):
+    """Keras InceptionV3 names its convolutions and batchnorms automatically (conv2d_N,
+    batch_normalization_N), so they are matched in the order both models make them: the
+    spec's convolutions in order (an inception's branches left to right), Keras's by number."""
+    ours = [row.name for row in report.rows if row.kind == "conv"]
+
+    def made(cls):
+        return sorted((n for n, layer in theirs.items() if type(layer).__name__ == cls), key=_creation_order)
+    if name.endswith("_bn") and name[:-3] in ours:
+        return made("BatchNormalization")[ours.index(name[:-3])]
+    if name in ours:
+        return made("Conv2D")[ours.index(name)]
+    return name
+
+
 def _vgg16_stages(report):
     """The spec uses Keras's layer names."""
     return {row.name: row.name for row in report.rows if row.depth == 0}
@@ -110,20 +207,44 @@ def _mobilenet_v2_weights(name):
 
 @dataclass
 class Reference:
-    make: object        # builds the keras.applications model
+    make: object        # builds the keras.applications model (at `size`, when given)
     stages: object      # report → {our top-level name: Keras layer name}
-    weights: object     # our layer name → Keras layer name
+    weights: object     # (our layer name, Keras's layers by name, our report) → Keras layer name
     features: tuple     # (our layer, Keras layer) pairs whose outputs are compared numerically
+    size: int | None = None   # a smaller input than the spec's, where Keras takes one: the same weights, a quicker test
 
 
 REFERENCES = {
-    "vgg16": Reference(_vgg16, _vgg16_stages, lambda name: name,
+    "vgg16": Reference(_vgg16, _vgg16_stages, lambda name, theirs, report: name,
                        (("block1_pool", "block1_pool"), ("block5_pool", "block5_pool"))),
-    "resnet50": Reference(_resnet50, _resnet50_stages, _resnet50_weights,
+    "resnet50": Reference(_resnet50, _resnet50_stages, lambda name, theirs, report: _resnet50_weights(name),
                           (("pool1", "pool1_pool"), ("conv2_block1", "conv2_block1_out"), ("conv5_block3", "conv5_block3_out"))),
-    "mobilenet_v2": Reference(_mobilenet_v2, _mobilenet_v2_stages, _mobilenet_v2_weights,
+    "mobilenet_v2": Reference(_mobilenet_v2, _mobilenet_v2_stages, lambda name, theirs, report: _mobilenet_v2_weights(name),
                               (("block_1", "block_1_project_BN"), ("block_2", "block_2_add"), ("block_16", "block_16_project_BN"))),
+    "convnext_tiny": Reference(_convnext_tiny, _convnext_tiny_stages, lambda name, theirs, report: _convnext_tiny_weights(name),
+                               (("stem_layernorm", "convnext_tiny_stem"), ("downsampling_block_1", "convnext_tiny_downsampling_block_1")),
+                               size=64),
+    "efficientnet_b0": Reference(_efficientnet_b0, _efficientnet_b0_stages, lambda name, theirs, report: _efficientnet_b0_weights(name, theirs),
+                                 (("block2b", "block2b_add"), ("block6d", "block6d_add")), size=64),
+    "mobilenet_v3_small": Reference(_mobilenet_v3_small, _mobilenet_v3_small_stages, lambda name, theirs, report: name.replace("_res_m_", "_"),
+                                    (("expanded_conv_2", "expanded_conv_2_add"), ("expanded_conv_10", "expanded_conv_10_add")),
+                                    size=64),
+    "inception_v3": Reference(_inception_v3, _inception_v3_stages, _inception_v3_weights,
+                              (("mixed2", "mixed2"), ("mixed7", "mixed7")), size=75),
 }
+
+
+def keras_leaves(model) -> dict:
+    """Every Keras layer of `model` by name, those inside nested models (ConvNeXt's stem is a
+    Sequential) included."""
+    import keras
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.update(keras_leaves(layer))
+        else:
+            found[layer.name] = layer
+    return found
 
 
 @dataclass
@@ -139,12 +260,14 @@ class Pair:
 def pair(request):
     """Each big model is built once per session, ours and Keras's side by side."""
     import keras
+    from cnnbuild.parse.overrides import setting
     name = request.param
-    spec = load_spec(SPECS / f"{name}.yaml")
+    reference = REFERENCES[name]
+    size = reference.size
+    spec = load_spec(SPECS / f"{name}.yaml", [setting("input", f"[{size}, {size}, 3]")] if size else ())
     report = infer(spec)
     assert report.valid, [str(e) for e in report.errors]
-    reference = REFERENCES[name]
-    yield Pair(name, report, build_model(spec, report), reference.make(), reference)
+    yield Pair(name, report, build_model(spec, report), reference.make(size) if size else reference.make(), reference)
     keras.backend.clear_session()
 
 
@@ -168,13 +291,14 @@ def test_same_outputs_as_keras_applications_with_its_weights(pair):
     same layers, same order of operations, same padding — the same function."""
     import keras
     copied = set()
+    theirs_by_name = keras_leaves(pair.keras)
     for layer in pair.ours.layers:
         if not layer.weights:
             continue
-        source = pair.keras.get_layer(pair.reference.weights(layer.name))
+        source = theirs_by_name[pair.reference.weights(layer.name, theirs_by_name, pair.report)]
         layer.set_weights(source.get_weights())
         copied.add(source.name)
-    assert copied == {layer.name for layer in pair.keras.layers if layer.weights}
+    assert copied == {name for name, layer in theirs_by_name.items() if layer.weights}
     images = np.random.default_rng(0).uniform(0, 1, (2, *pair.report.input)).astype("float32")
     # (with random weights MobileNetV2's activations shrink block by block; the tolerances are relative)
     ours = keras.Model(pair.ours.input, [pair.ours.get_layer(a).output for a, _ in pair.reference.features] + [pair.ours.output])

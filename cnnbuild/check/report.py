@@ -4,13 +4,105 @@ Keras model is tested against."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from ..layers import shapes
 from ..errors import Invalid, Problem
 from ..layers.base import Tensor
 
 BYTES_PER_VALUE = 4   # float32 activations
+MAX_PERIOD = 4096     # positions a Span tells apart; beyond (upsampling by thousands) it keeps only the widest
+
+
+@dataclass(frozen=True)
+class Span:
+    """Which image rows (or columns) the elements along one axis read: element i reads rows
+    lo(i) … hi(i), where lo(i) = (i // period)·step + low[i % period] (hi alike), on an axis
+    taken as unbounded (the field is the theoretical one, not cut at the image's edges).
+
+    Through windows and strides one offset suffices (period 1, step = the jump); upsampling
+    makes the field depend on the position, and `period` keeps each position's own interval,
+    so the receptive field reported is the largest over positions, exactly.
+
+    >>> x = Span.image()
+    >>> x.through_window(3, 2, 1).width, x.through_window(3, 2, 1).through_window(3, 1, 1).width   # 3, 3 + 2·2
+    (3, 7)
+    >>> x.spread(1, (3, 1, 0)).width                 # a 3×3 transposed convolution, stride 1: its 3 taps
+    3
+    >>> x.through_window(3, 2, 0).spread(2, "bilinear").width     # bilinear ×2 reads 2 elements 2 apart: 3 + 2
+    5
+    """
+
+    period: int
+    step: float
+    low: tuple
+    high: tuple
+
+    @classmethod
+    def image(cls) -> "Span":
+        return cls(1, 1, (0,), (0,))
+
+    def lo(self, i: int):
+        return (i // self.period) * self.step + self.low[i % self.period]
+
+    def hi(self, i: int):
+        return (i // self.period) * self.step + self.high[i % self.period]
+
+    @property
+    def width(self):
+        return max(h - l + 1 for l, h in zip(self.low, self.high))
+
+    def through_window(self, kernel: int, stride: int, before: int) -> "Span":
+        """A window of `kernel` (dilated already) every `stride`, `before` rows of padding first:
+        output o reads input o·S − before … o·S − before + F − 1 (lo and hi only grow with i)."""
+        period = self.period // math.gcd(self.period, stride)
+        step = self.step * period * stride // self.period
+        return _bounded(Span(period, step, tuple(self.lo(o * stride - before) for o in range(period)),
+                             tuple(self.hi(o * stride - before + kernel - 1) for o in range(period))))
+
+    def spread(self, factor: int, taps) -> "Span":
+        """Upsampling by `factor`: output o reads the input elements `taps` names ('nearest':
+        o // S; 'bilinear': the two around (o + ½)/S − ½, one when it falls on an element;
+        a transposed convolution's (kernel, dilation, before): every i with i·S = o + before − k·D)."""
+        period = self.period * factor
+        low, high = [], []
+        for o in range(period):
+            if taps == "nearest":
+                reads = [o // factor]
+            elif taps == "bilinear":
+                x = Fraction(2 * o + 1, 2 * factor) - Fraction(1, 2)
+                reads = [math.floor(x)] + ([math.floor(x) + 1] if x.denominator != 1 else [])
+            else:
+                kernel, dilation, before = taps
+                reads = [(o + before - k * dilation) // factor for k in range(kernel)
+                         if (o + before - k * dilation) % factor == 0] or [(o + before) // factor]
+            low.append(min(self.lo(i) for i in reads))
+            high.append(max(self.hi(i) for i in reads))
+        return _bounded(Span(period, self.step, tuple(low), tuple(high)))
+
+
+def _bounded(span: Span) -> Span:
+    """A span with at most MAX_PERIOD positions: beyond, one position as wide as the widest."""
+    if span.period <= MAX_PERIOD:
+        return span
+    return Span(1, span.step / span.period, (0,), (span.width - 1,))
+
+
+def union(spans: list, broadcast: list) -> Span:
+    """The span of a merge: each position reads what each input reads there. A broadcast 1×1
+    input repeats one element everywhere: it adds its width at each position, aligned with
+    the first input's start (it sets no spacing)."""
+    period = min(math.lcm(*(s.period for s in spans)), MAX_PERIOD)
+    step = max(s.step * period / s.period for s in spans)
+    step = int(step) if float(step).is_integer() else step
+    low = [min(s.lo(o) for s in spans) for o in range(period)]
+    high = [max(s.hi(o) for s in spans) for o in range(period)]
+    for extra in broadcast:
+        high = [max(h, spans[0].lo(o) + extra - 1) for o, h in enumerate(high)]
+    return _bounded(Span(period, step, tuple(low), tuple(high)))
+MAX_SIDE = 2**31 - 1  # the largest size of one axis TensorFlow indexes with int32
 
 
 @dataclass
@@ -102,7 +194,7 @@ def infer(spec) -> Report:
     """Run every shape rule over the spec. Errors are collected, not raised."""
     report = Report(spec.name, spec.input, None)
     engine = _Engine(spec, report)
-    x = Tensor(spec.input)
+    x = Tensor(spec.input, spans=(Span.image(), Span.image()))
     out = engine.run(spec.layers, x, "", top=True)
     if out is not None and not report.errors:
         report.output = out.shape
@@ -137,11 +229,17 @@ class _Engine:
 
     def __init__(self, spec, report):
         self.spec, self.report = spec, report
-        self.env = {"input": (None, [], Tensor(spec.input))}
+        self.env = {"input": (None, [], Tensor(spec.input, spans=(Span.image(), Span.image())))}
         self.depth = -1
         self.layer = None
         self.stack = []        # enclosing layers, for rounding and error context
         self.input_names = []
+        self.previous = None   # the layer before, in the list being run (None at a list's start)
+
+    @property
+    def image(self) -> tuple:
+        """The model's input shape (H, W, C), for hints that look at it (a channels-first input)."""
+        return tuple(self.spec.input)
 
     # --- the context a kind's infer() sees
     @property
@@ -176,20 +274,24 @@ class _Engine:
         """Infer a sequence from input `x`; returns its output, or None after an error."""
         self.depth += 1
         prev = x
+        outer_previous, self.previous = self.previous, None
         try:
             for layer in layers:
                 ins = [prev if n == "" else self.env[n][2] for n in layer.inputs] if layer.inputs else [prev]
                 self.input_names = [("previous" if n == "" else n) for n in layer.inputs] or ["previous"]
-                out = self.apply(layer, ins)
+                producer = self.previous if not layer.inputs or layer.inputs[0] == "" else self.env[layer.inputs[0]][0]
+                out = self.apply(layer, ins, producer)
                 if out is None:
                     return None
                 self.env[layer.name] = (layer, ins, out)
+                self.previous = layer
                 prev = out
             return prev
         finally:
             self.depth -= 1
+            self.previous = outer_previous
 
-    def apply(self, layer, ins):
+    def apply(self, layer, ins, producer=None):
         row = Row(layer.where.path, layer.name, layer.kind, self.depth, [t.shape for t in ins], (), "", 0, 0, 0, (),
                   composite=bool(layer.args.children()))
         self.report.rows.append(row)
@@ -201,6 +303,11 @@ class _Engine:
             self.bind(f"{layer.name}_input", ins[0])
         try:
             result = layer.args.infer(ins, self)
+            if result is not None and any(d > MAX_SIDE for d in result.shape):   # before the sums grow past any use
+                raise Invalid(f"output {list(result.shape)[:3]} has a size over {MAX_SIDE:,}",
+                              "no tensor in a network this large fits in memory: lower the upsampling, units or repeats")
+            if result is not None:
+                self._mistakes(layer, ins, producer)
         except Invalid as e:
             self.layer = layer
             self.report.errors.append(Problem(layer.where, self._context(e.message), e.hint, layer.name))
@@ -217,34 +324,45 @@ class _Engine:
             row.non_trainable = row.params
         row.macs = result.macs + sum(r.macs for r in children)
         row.output, row.rule = tuple(result.shape), result.rule
-        out = Tensor(tuple(result.shape), *self._receptive(ins, result))
+        rf, spans, whole = self._receptive(ins, result)
+        out = Tensor(tuple(result.shape), rf, spans, whole)
         row.receptive_field = out.rf
         return out
 
+    def _mistakes(self, layer, ins, producer):
+        """Specs that are valid but rarely meant: a dense straight after a convolution or a
+        pool, on a map of several positions, is a 1×1 convolution, not a classifier."""
+        if layer.kind == "dense" and ins[0].spatial and ins[0].shape[:2] != (1, 1) \
+                and producer is not None and producer.args.family in ("conv", "pool"):
+            self.warn(f"dense acts on each position; add flatten or global_avg_pool for a classifier (its input, from "
+                      f"{producer.kind} '{producer.name}', is a {'×'.join(map(str, ins[0].shape))} map, so its output is "
+                      f"{'×'.join(map(str, ins[0].shape[:2]))}×{layer.args.units})",
+                      "put `- flatten` or `- global_avg_pool` before this dense; if a dense on each position is "
+                      "meant, write `conv: {kernel: 1}`, which says so")
+
     def _receptive(self, ins, out):
-        """(receptive field, jump, whole) of a layer's output. The field grows by (F − 1)·jump
-        through a window; a merge's element sees the union of its inputs' fields, spaced as
-        its inputs larger than 1×1 are (a broadcast 1×1 input repeats one value everywhere,
-        so it sets no spacing). Once an element depends on the whole image (a global pool,
-        a flatten or dense, or a merge with one), its field is the image and stays so."""
+        """(receptive field, spans, whole) of a layer's output. Through a window each position
+        reads F input elements, through upsampling one or two (or a transposed convolution's
+        taps): the Spans follow each position's rows and columns, and the field is the widest.
+        A merge's element sees the union of its inputs' fields (a broadcast 1×1 input repeats
+        one value everywhere, so it sets no spacing). Once an element depends on the whole
+        image (a global pool, a flatten or dense, or a merge with one), its field is the image
+        and stays so."""
         image = self.spec.input[:2]
-        if out.whole:
-            return image, tuple(float(d) for d in image), True
         sources = out.merged or ins
-        whole = any(t.whole for t in sources)
+        if out.whole or any(t.whole for t in sources):
+            return image, (), True
         spaced = [t for t in sources if t.spatial and t.shape[:2] != (1, 1)] or sources
-        rf = tuple(max(t.rf[i] for t in sources) for i in range(2))
-        jump = tuple(max(t.jump[i] for t in spaced) for i in range(2))
+        broadcast = [t for t in sources if t not in spaced]
+        spans = tuple(union([t.spans[axis] for t in spaced], [t.rf[axis] for t in broadcast]) for axis in (0, 1))
         if out.window and not out.merged:
-            kh, kw, sh, sw = out.window
-            rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
-            jump = (jump[0] * sh, jump[1] * sw)
+            spans = tuple(spans[axis].through_window(out.window[axis], out.window[2 + axis], out.offset[axis])
+                          for axis in (0, 1))
         elif out.upsample and not out.merged:
-            jump = (jump[0] / out.upsample[0], jump[1] / out.upsample[1])
-        if whole:
-            rf = image
-        rf = tuple(int(r) if float(r).is_integer() else r for r in rf)
-        return rf, jump, whole
+            taps = out.taps if isinstance(out.taps, str) else None
+            spans = tuple(spans[axis].spread(out.upsample[axis], taps or out.taps[axis]) for axis in (0, 1))
+        rf = tuple(math.ceil(s.width) for s in spans)
+        return rf, spans, False
 
 
 def format_table(report: Report) -> str:
@@ -263,12 +381,15 @@ def format_table(report: Report) -> str:
         return "  ".join(c.rjust(w) if i >= 4 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     out = [f"{report.name}: input {'×'.join(map(str, report.input))}", fmt(head), fmt(["─" * w for w in widths])]
     out += [fmt(l) for l in lines]
+
     if report.valid:
         out.append(fmt(["─" * w for w in widths]))
         out.append(f"output {'×'.join(map(str, report.output))}; parameters {report.params:,} "
                    f"(trainable {report.trainable_params:,}, non-trainable {report.non_trainable_params:,}); "
                    f"multiply-adds {report.macs:,} ({count_text(report.macs)}); "
                    f"activations {human_bytes(report.activation_bytes)} per image")
+    # a backbone's rule is its caveat (what is and is not counted): shown whole, under the table
+    out += [f"{r.name}: {r.rule}" for r in report.rows if r.kind == "backbone" and len(r.rule) > widths[3]]
     return "\n".join(out)
 
 

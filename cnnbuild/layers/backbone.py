@@ -116,6 +116,9 @@ class Backbone(Kind):
     def children(self):
         return [("", self.layers)] if self.layers else []
 
+    def parts(self):
+        return frozenset({"preprocess"}) if self.application else frozenset()
+
     # ── what the drawing shows: a box for an application, the layers of a spec in a frame
     def label(self):
         return f"backbone {self.application or Path(self.spec).name}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Optional, Union
 
 from . import shapes
 from ..errors import Invalid, Where
@@ -31,13 +31,14 @@ def register(name: str):
 @dataclass(frozen=True)
 class Tensor:
     """A tensor as the checker sees it: shape without the batch axis, and the receptive
-    field (rows, columns of the input image) of one element with the spacing between
-    neighbouring elements in input pixels (`jump`). `whole`: every element depends on the
-    whole image (after a global pool, flatten or dense, or a merge with such a tensor)."""
+    field (rows, columns of the input image) of one element, the largest over positions.
+    `spans`: per axis (height, width), which image rows or columns each element reads
+    (check/report.py's Span). `whole`: every element depends on the whole image (after a
+    global pool, flatten or dense, or a merge with such a tensor)."""
 
     shape: tuple
     rf: tuple = (1, 1)
-    jump: tuple = (1.0, 1.0)
+    spans: tuple = ()
     whole: bool = False
 
     @property
@@ -49,7 +50,11 @@ class Tensor:
 class Out:
     """What `infer` returns for one layer: `params` are its trainable parameters and
     `non_trainable` the rest (batchnorm's moving statistics). `window` = (kh, kw, sh, sw) grows the receptive
-    field; `whole` marks a layer that sees the whole input (flatten, dense, global pool)."""
+    field, read from `offset` = (top, left) rows and columns before the input (its padding);
+    `upsample` = (sh, sw) spreads the input, each output element reading the input elements
+    `taps` says: 'nearest' (one), 'bilinear' (the two nearest), or a transposed convolution's
+    ((kh, dh, top), (kw, dw, left)); `whole` marks a layer that sees the whole input (flatten,
+    dense, global pool)."""
 
     shape: tuple
     rule: str = ""
@@ -57,8 +62,10 @@ class Out:
     non_trainable: int = 0
     macs: int = 0
     window: tuple | None = None
+    offset: tuple = (0, 0)
     whole: bool = False
     upsample: tuple | None = None
+    taps: object = "nearest"
     merged: list | None = None   # composites: the tensors they joined (for the receptive field)
 
 
@@ -112,6 +119,11 @@ class Kind:
         """(label, layers) pairs for composites; label is for display paths."""
         return []
 
+    def parts(self) -> frozenset:
+        """The extra Keras layers (from PARTS) a layer of this kind may build beside its own,
+        named part_name(name, part): a user's layer may not take one of those names."""
+        return frozenset()
+
     def used_block(self) -> str | None:
         """The name of the user block (under `blocks:`) this layer is a use of; None for a built-in kind."""
         return None
@@ -128,7 +140,7 @@ Activation = Literal[
     "hard_sigmoid", "hard_swish", "tanh", "softmax", "softplus", "softsign", "mish"]
 # The extra Keras layers one spec layer may become are named after it: conv 'c' with batchnorm
 # and relu builds 'c', 'c_bn', 'c_relu'. The spec parser refuses user names of that form.
-PARTS = frozenset(("bn", "pad", "add", "shortcut", "avg", "preprocess", *typing.get_args(Activation)))
+PARTS = frozenset(("bn", "pad", "add", "shortcut", "avg", "preprocess", "drop", "scale", *typing.get_args(Activation)))
 
 
 def part_name(name: str, part: str) -> str:
@@ -138,9 +150,59 @@ def part_name(name: str, part: str) -> str:
     return f"{name}_{part}"
 
 
-Initializer = Literal[
+InitializerName = Literal[
     "glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
     "random_normal", "random_uniform", "truncated_normal", "zeros", "ones", "orthogonal"]
+
+# each initializer's arguments (Keras's names and defaults); any other is refused
+INITIALIZER_ARGUMENTS = {
+    "variance_scaling": ("scale", "mode", "distribution", "seed"), "constant": ("value",),
+    "random_normal": ("mean", "stddev", "seed"), "truncated_normal": ("mean", "stddev", "seed"),
+    "random_uniform": ("minval", "maxval", "seed")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitializerArgs:
+    """An initializer with arguments, as Keras's of that name takes them:
+    `{name: variance_scaling, scale: 2.0, mode: fan_out, distribution: truncated_normal}`
+    (EfficientNet's convolutions), `{name: constant, value: 0.5}`.
+
+    Attributes:
+      name: variance_scaling, constant, random_normal, truncated_normal, random_uniform, or a plain initializer's name.
+      scale, mode, distribution: variance_scaling's (Keras: 1.0, fan_in, truncated_normal).
+      value: constant's.
+      mean, stddev: random_normal's and truncated_normal's (Keras: 0.0, 0.05).
+      minval, maxval: random_uniform's (Keras: −0.05, 0.05).
+      seed: for the random ones.
+    """
+
+    name: Literal[InitializerName, "variance_scaling", "constant"]
+    scale: Optional[float] = None
+    mode: Optional[Literal["fan_in", "fan_out", "fan_avg"]] = None
+    distribution: Optional[Literal["truncated_normal", "untruncated_normal", "uniform"]] = None
+    value: Optional[float] = None
+    mean: Optional[float] = None
+    stddev: Optional[float] = None
+    minval: Optional[float] = None
+    maxval: Optional[float] = None
+    seed: Optional[int] = None
+
+    def __post_init__(self):
+        allowed = INITIALIZER_ARGUMENTS.get(self.name, ())
+        for key in ("scale", "mode", "distribution", "value", "mean", "stddev", "minval", "maxval", "seed"):
+            if getattr(self, key) is not None and key not in allowed:
+                raise Invalid(f"initializer {self.name} takes no '{key}'",
+                              f"{self.name} takes {', '.join(allowed)}" if allowed else f"write initializer: {self.name} alone",
+                              field=key)
+        if self.scale is not None and self.scale <= 0:
+            raise Invalid(f"variance_scaling's scale must be positive, got {self.scale}", "e.g. scale: 2.0", field="scale")
+
+    def arguments(self) -> dict:
+        """The arguments given, by Keras's names."""
+        return {key: getattr(self, key) for key in INITIALIZER_ARGUMENTS.get(self.name, ()) if getattr(self, key) is not None}
+
+
+Initializer = Union[InitializerArgs, InitializerName]   # a word is reported against the names (the last tried)
 PaddingMode = Literal["zeros", "reflect", "symmetric"]
 
 
@@ -172,7 +234,8 @@ def window(ins_shape, kernel, stride, padding, dilation, ctx, what="output"):
         if value < 1:
             raise Invalid(f"{what} {AXES[axis]} would be {rule.split('= ')[-1]}: the {shapes.effective_kernel(f, d)}-wide window "
                           f"does not fit in {n}{' + padding ' + str(p[0] + p[1]) if p[0] + p[1] else ''}",
-                          "use a smaller kernel, add padding, or remove a downsampling layer before this one")
+                          channels_first_hint(getattr(ctx, "image", None))
+                          or "use a smaller kernel, add padding, or remove a downsampling layer before this one")
         values.append(value)
         rules.append(rule)
     fractional = [axis for axis in (0, 1) if values[axis].denominator != 1]
@@ -184,6 +247,25 @@ def window(ins_shape, kernel, stride, padding, dilation, ctx, what="output"):
 
 
 AXES = ("height", "width")
+CHANNELS = (1, 3, 4)    # grayscale, RGB, RGBA
+
+
+def channels_first_hint(image) -> str:
+    """The hint for an input written channels first, as PyTorch orders it ([1, 28, 28]):
+    cnnbuild, like Keras, reads [height, width, channels].
+
+    >>> channels_first_hint((1, 28, 28))
+    'the input [1, 28, 28] looks channels-first; cnnbuild, like Keras, is channels-last: write input: [28, 28, 1]'
+    >>> channels_first_hint((28, 28, 1)), channels_first_hint((3, 3, 3))
+    ('', '')
+    """
+    if not image or len(image) != 3:
+        return ""
+    channels, height, width = image
+    if channels in CHANNELS and min(height, width) > 4 and width not in CHANNELS:
+        return (f"the input {list(image)} looks channels-first; cnnbuild, like Keras, is channels-last: "
+                f"write input: [{height}, {width}, {channels}]")
+    return ""
 LINES = ("row", "column")
 
 

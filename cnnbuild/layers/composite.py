@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 from ..errors import Invalid
-from ..fields import Branches, Layers, PositiveInt
+from ..fields import Branches, Fraction01, Layers, PositiveInt
 from .base import Activation, Kind, Layer, Out, part_name, register
 from .conv import Conv
 from .keras_parts import activation_layer
@@ -53,24 +53,36 @@ class Inception(Kind):
 @register("residual")
 @dataclass(frozen=True, kw_only=True)
 class Residual(Kind):
-    """A residual block: a(k+2) = g(z(k+2) + a(k)); the shortcut skips the body.
+    """A residual block: a(k+2) = g(shortcut + scale · body); the shortcut skips the body.
 
     Attributes:
       body: the layers on the main path.
       shortcut: 'auto' (identity when shapes agree, else a strided 1×1 projection, with
         batchnorm when the body uses it), 'identity', or a list of layers.
       activation: g, applied after the sum.
+      scale: the body's factor before the sum (InceptionResNetV2: 0.17, 0.1, 0.2; default 1).
+      drop_path: stochastic depth: while training, each sample's body is dropped with this
+        probability and kept ones scaled by 1/(1 − p) (Keras's Dropout with noise_shape
+        (N, 1, 1, 1), as EfficientNet builds it); at inference, and in every export, nothing is dropped.
     """
 
     body: Layers
     shortcut: Union[Literal["auto", "identity"], Layers] = "auto"
     activation: Optional[Activation] = None
+    scale: float = 1.0
+    drop_path: Fraction01 = 0.0
     family = "merge"
 
     def drawing(self, layer, view):
         """The body in the column, the shortcut beside it (its layers, or shortcut: auto's
         projection where the checker made one), joined by an add."""
         return view.skip(layer, self.body, self.shortcut if isinstance(self.shortcut, tuple) else None, self.activation)
+
+    def parts(self):
+        parts = {"add"} if self.activation not in (None, "linear") else set()
+        parts |= {"shortcut"} if self.shortcut == "auto" else set()
+        parts |= {"drop"} if self.drop_path else set()
+        return frozenset(parts | ({"scale"} if self.scale != 1.0 else set()))
 
     def children(self):
         out = [("body", self.body)]
@@ -80,14 +92,16 @@ class Residual(Kind):
 
     @staticmethod
     def shortcut_stride(input_shape, body_shape) -> int:
-        """The stride of shortcut: auto's 1×1 projection from the block's input to the body's
-        output (shapes without the batch axis): the ratio of their heights, rounded, as ResNet
-        halves both sides at once.
+        """The (height, width) stride of shortcut: auto's 1×1 projection from the block's input
+        to the body's output (shapes without the batch axis): per axis, the ratio of the sizes,
+        rounded (ResNet halves both sides at once; a 1×2 input to a 1×1 body needs [1, 2]).
 
         >>> Residual.shortcut_stride((56, 56, 64), (28, 28, 128)), Residual.shortcut_stride((7, 7, 4), (4, 4, 8))
-        (2, 2)
+        ((2, 2), (2, 2))
+        >>> Residual.shortcut_stride((1, 2, 4), (1, 1, 8))
+        (1, 2)
         """
-        return max(1, round(input_shape[0] / body_shape[0]))
+        return tuple(max(1, round(n / m)) for n, m in zip(input_shape[:2], body_shape[:2]))
 
     def shortcut_layers(self, layer, input_shape, body_shape) -> tuple:
         """The layers on the shortcut of `layer` (this block) when its input and its body's
@@ -101,7 +115,7 @@ class Residual(Kind):
             raise Invalid(f"shortcut: auto cannot project {list(input_shape)} to {list(body_shape)}",
                           "give the shortcut as a list of layers")
         stride = self.shortcut_stride(input_shape, body_shape)
-        if ((input_shape[0] - 1) // stride + 1, (input_shape[1] - 1) // stride + 1) != tuple(body_shape[:2]):
+        if tuple((n - 1) // s + 1 for n, s in zip(input_shape[:2], stride)) != tuple(body_shape[:2]):
             raise Invalid(f"shortcut: auto cannot reach {body_shape[0]}×{body_shape[1]} from "
                           f"{input_shape[0]}×{input_shape[1]} with a strided 1×1 convolution",
                           "give the shortcut as a list of layers")
@@ -119,27 +133,36 @@ class Residual(Kind):
         if short.shape != body.shape:
             raise Invalid(f"body gives {list(body.shape)} but the shortcut gives {list(short.shape)}",
                           "use shortcut: auto (a 1×1 projection), or make the body keep the shape")
-        return Out(body.shape, "body + shortcut", merged=[body, short])
+        rule = "body + shortcut" if self.scale == 1.0 else f"shortcut + {self.scale:g}·body"
+        if self.drop_path:
+            rule += f", body dropped with p = {self.drop_path:g} while training"
+        return Out(body.shape, rule, merged=[body, short])
 
     def build(self, ins, ctx):
         x = ins[0]
         body = ctx.run(self.body, x)
         shortcut = self.shortcut_layers(ctx.layer, ctx.shape(x), ctx.shape(body))
         short = ctx.run(shortcut, x) if shortcut else x
+        layers = ctx.keras.layers
+        if self.drop_path:   # a whole sample's body at once: the noise is 1 on every other axis
+            body = layers.Dropout(self.drop_path, noise_shape=(None, *[1] * (len(body.shape) - 1)),
+                                  name=part_name(ctx.name, "drop"))(body)
+        if self.scale != 1.0:
+            body = layers.Rescaling(self.scale, name=part_name(ctx.name, "scale"))(body)
         if not self.activation or self.activation == "linear":
             return ctx.keras.layers.Add(name=ctx.name)([body, short])
         out = ctx.keras.layers.Add(name=part_name(ctx.name, "add"))([body, short])
         return activation_layer(ctx, self.activation, ctx.name)(out)
 
 
-def projection(layer, residual, channels: int, stride: int) -> tuple:
+def projection(layer, residual, channels: int, stride: tuple) -> tuple:
     """shortcut: auto's projection: a 1×1 convolution with the body's stride, with batchnorm
     when the body's convolutions use it (ResNet's projection shortcut)."""
     convs = [child.args for child in residual.body if hasattr(child.args, "batchnorm")]
     batchnorm = next((c.batchnorm for c in convs if c.batchnorm), False)
     bias = convs[0].bias if convs else True
     # 'same' on a 1×1 kernel pads nothing and gives ⌈N/S⌉, the size a 'same' body gives
-    conv = Conv(filters=channels, kernel=(1, 1), stride=(stride, stride), padding="same", bias=bias, batchnorm=batchnorm)
+    conv = Conv(filters=channels, kernel=(1, 1), stride=tuple(stride), padding="same", bias=bias, batchnorm=batchnorm)
     return (Layer(conv, part_name(layer.name, "shortcut"), (), layer.where, trainable=layer.trainable),)
 
 

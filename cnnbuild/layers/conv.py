@@ -14,7 +14,7 @@ from ..errors import Invalid
 from ..fields import Padding, Pair, PositiveInt
 from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, part_name, register, window
 from .core import BatchNorm, batchnorm_extra, batchnorm_of
-from .keras_parts import explicit_pads, finish, keras_padding, keras_with_activation
+from .keras_parts import built_parts, explicit_pads, finish, keras_initializer, keras_padding, keras_with_activation
 from .labels import applied, size_text, stride_text
 
 
@@ -56,6 +56,11 @@ class Convolution(Kind):
 
     def details(self):
         return applied(self.batchnorm, self.activation)
+
+    def parts(self):
+        padding, mode = getattr(self, "padding", "valid"), getattr(self, "padding_mode", "zeros")
+        explicit = padding not in ("valid", "same") or mode != "zeros" or getattr(self, "connections", None) is not None
+        return built_parts(self.batchnorm, self.activation, padded=explicit)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,7 +127,7 @@ class Conv(ConvBase):
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "conv")
-        oh, ow, rule, _ = self._window(ins, ctx)
+        oh, ow, rule, pads = self._window(ins, ctx)
         kh, kw = self.kernel
         if c % self.groups:
             raise Invalid(f"input channels {c} are not divisible by groups {self.groups}",
@@ -140,7 +145,7 @@ class Conv(ConvBase):
             macs = oh * ow * self.filters * kh * kw * (c // self.groups)
         params = weights + (self.filters if self.bias else 0)
         bn, bn_frozen = batchnorm_extra(self.filters, self.batchnorm)
-        return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, macs, window=self._rf())
+        return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, macs, window=self._rf(), offset=(pads[0][0], pads[1][0]))
 
     def build(self, ins, ctx):
         x, padding = self._keras_padding(ins, ctx)
@@ -149,10 +154,11 @@ class Conv(ConvBase):
                 x, padding = ctx.keras.layers.ZeroPadding2D(explicit_pads(ctx.shape(ins[0]), "same", self.kernel, self.stride,
                                                                          self.dilation), name=part_name(ctx.name, "pad"))(x), "valid"
             x = ctx.custom.TableConv2D(self.filters, self.kernel, self.connections, strides=self.stride,
-                                       use_bias=self.bias, kernel_initializer=self.initializer, name=ctx.name)(x)
+                                       use_bias=self.bias, kernel_initializer=keras_initializer(ctx, self.initializer),
+                                       name=ctx.name)(x)
             return finish(x, ctx, batchnorm_of(self.batchnorm), self.activation)   # TableConv2D fuses no activation
         return self.keras_convolution(ctx.keras.layers.Conv2D, x, ctx, padding, filters=self.filters, groups=self.groups,
-                                      kernel_initializer=self.initializer)
+                                      kernel_initializer=keras_initializer(ctx, self.initializer))
 
 
 @register("depthwise_conv")
@@ -174,17 +180,17 @@ class DepthwiseConv(ConvBase):
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "depthwise_conv")
-        oh, ow, rule, _ = self._window(ins, ctx)
+        oh, ow, rule, pads = self._window(ins, ctx)
         kh, kw = self.kernel
         out = c * self.multiplier
         params = kh * kw * out + (out if self.bias else 0)
         bn, bn_frozen = batchnorm_extra(out, self.batchnorm)
-        return Out((oh, ow, out), rule, params + bn, bn_frozen, oh * ow * out * kh * kw, window=self._rf())
+        return Out((oh, ow, out), rule, params + bn, bn_frozen, oh * ow * out * kh * kw, window=self._rf(), offset=(pads[0][0], pads[1][0]))
 
     def build(self, ins, ctx):
         x, padding = self._keras_padding(ins, ctx)
         return self.keras_convolution(ctx.keras.layers.DepthwiseConv2D, x, ctx, padding, depth_multiplier=self.multiplier,
-                                      depthwise_initializer=self.initializer)
+                                      depthwise_initializer=keras_initializer(ctx, self.initializer))
 
 
 @register("separable_conv")
@@ -208,19 +214,20 @@ class SeparableConv(ConvBase):
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "separable_conv")
-        oh, ow, rule, _ = self._window(ins, ctx)
+        oh, ow, rule, pads = self._window(ins, ctx)
         kh, kw = self.kernel
         mid = c * self.multiplier
         params = kh * kw * mid + mid * self.filters + (self.filters if self.bias else 0)
         macs = oh * ow * mid * kh * kw + oh * ow * mid * self.filters
         bn, bn_frozen = batchnorm_extra(self.filters, self.batchnorm)
-        return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, macs, window=self._rf())
+        return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, macs, window=self._rf(), offset=(pads[0][0], pads[1][0]))
 
     def build(self, ins, ctx):
         x, padding = self._keras_padding(ins, ctx)
         return self.keras_convolution(ctx.keras.layers.SeparableConv2D, x, ctx, padding, filters=self.filters,
-                                      depth_multiplier=self.multiplier, depthwise_initializer=self.initializer,
-                                      pointwise_initializer=self.initializer)
+                                      depth_multiplier=self.multiplier,
+                                      depthwise_initializer=keras_initializer(ctx, self.initializer),
+                                      pointwise_initializer=keras_initializer(ctx, self.initializer))
 
 
 @register("conv_transpose")
@@ -256,9 +263,18 @@ class ConvTranspose(Convolution):
             rule = f"{h}·{self.stride[0]} + max({shapes.effective_kernel(kh, self.dilation[0])} − {self.stride[0]}, 0) = {oh}"
         params = kh * kw * c * self.filters + (self.filters if self.bias else 0)
         bn, bn_frozen = batchnorm_extra(self.filters, self.batchnorm)
-        return Out((oh, ow, self.filters), rule, params + bn, bn_frozen, h * w * c * self.filters * kh * kw,
-                   upsample=self.stride)
+        return Out((oh, ow, self.filters), rule + self.spread_note(), params + bn, bn_frozen, h * w * c * self.filters * kh * kw,
+                   upsample=self.stride, taps=self.taps())
+
+    def taps(self) -> tuple:
+        """Per axis (kernel, dilation, top or left): output o reads input i where i·S = o + top − k·D.
+        With 'same', Keras crops (F_eff − S) // 2 rows before, as the forward convolution pads."""
+        return tuple((k, d, max(shapes.effective_kernel(k, d) - s, 0) // 2 if self.padding == "same" else 0)
+                     for k, d, s in zip(self.kernel, self.dilation, self.stride))
+
+    def spread_note(self) -> str:
+        return "; RF the largest over positions" if tuple(self.stride) != (1, 1) else ""
 
     def build(self, ins, ctx):
         return self.keras_convolution(ctx.keras.layers.Conv2DTranspose, ins[0], ctx, self.padding, filters=self.filters,
-                                      kernel_initializer=self.initializer)
+                                      kernel_initializer=keras_initializer(ctx, self.initializer))

@@ -9,7 +9,7 @@ from . import shapes
 from ..errors import Invalid
 from ..fields import Fraction01, Padding, Pair, PositiveFloat, PositiveInt
 from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, register
-from .keras_parts import activation_layer, keras_with_activation
+from .keras_parts import activation_layer, built_parts, keras_initializer, keras_with_activation
 from .labels import applied
 
 
@@ -85,6 +85,9 @@ class Dense(Kind):
     def details(self):
         return applied(self.batchnorm, self.activation)
 
+    def parts(self):
+        return built_parts(self.batchnorm, self.activation)
+
     def infer(self, ins, ctx):
         shape = ins[0].shape
         fan_in = shape[-1]
@@ -97,7 +100,8 @@ class Dense(Kind):
 
     def build(self, ins, ctx):
         return keras_with_activation(ctx.keras.layers.Dense, ins[0], ctx, batchnorm_of(self.batchnorm), self.activation,
-                                     units=self.units, use_bias=self.bias, kernel_initializer=self.initializer)
+                                     units=self.units, use_bias=self.bias,
+                                     kernel_initializer=keras_initializer(ctx, self.initializer))
 
 
 @register("flatten")
@@ -226,6 +230,121 @@ class Maxout(Kind):
         return ctx.custom.Maxout(self.pieces, name=ctx.name)(ins[0])
 
 
+@register("layer_norm")
+@dataclass(frozen=True, kw_only=True)
+class LayerNorm(Kind):
+    """Layer normalisation over the channels of each position (Keras's LayerNormalization
+    on the last axis, as ConvNeXt uses it): gamma and beta per channel, 2·C weights, all trained.
+
+    Attributes:
+      epsilon: added to the variance (Keras default 0.001; ConvNeXt uses 1e-6).
+      center, scale: learn beta and gamma.
+    """
+
+    epsilon: PositiveFloat = 0.001
+    center: bool = True
+    scale: bool = True
+
+    def infer(self, ins, ctx):
+        channels = ins[0].shape[-1]
+        weights = channels * (int(self.center) + int(self.scale))
+        return Out(ins[0].shape, f"{int(self.center) + int(self.scale)}·{channels} = {weights}", weights)
+
+    def build(self, ins, ctx):
+        return ctx.keras.layers.LayerNormalization(axis=-1, epsilon=self.epsilon, center=self.center, scale=self.scale,
+                                                   name=ctx.name)(ins[0])
+
+
+@register("layer_scale")
+@dataclass(frozen=True, kw_only=True)
+class LayerScale(Kind):
+    """One learned factor per channel, multiplied in (ConvNeXt's layer scale): a weight of
+    shape (C,) that starts at `init`.
+
+    Attributes:
+      init: the factors' first value (ConvNeXt: 1e-6).
+    """
+
+    init: float = 1.0e-6
+    main = "init"
+
+    def label(self):
+        return f"layer_scale {self.init:g}"
+
+    def infer(self, ins, ctx):
+        channels = ins[0].shape[-1]
+        return Out(ins[0].shape, f"{channels} factors", channels)
+
+    def build(self, ins, ctx):
+        return ctx.custom.LayerScale(self.init, name=ctx.name)(ins[0])
+
+
+@register("rescale")
+@dataclass(frozen=True, kw_only=True)
+class Rescale(Kind):
+    """x · scale + offset, element by element (Keras's Rescaling; the preprocessing some
+    keras.applications models carry inside: MobileNetV3's scale 1/127.5, offset −1).
+
+    Attributes:
+      scale: the factor.
+      offset: added after scaling (default 0).
+    """
+
+    scale: float
+    offset: float = 0.0
+    main = "scale"
+    family = "shape"
+
+    def label(self):
+        return f"rescale ·{self.scale:.4g}" + (f" {self.offset:+g}" if self.offset else "")
+
+    def infer(self, ins, ctx):
+        return Out(ins[0].shape)
+
+    def build(self, ins, ctx):
+        return ctx.keras.layers.Rescaling(self.scale, offset=self.offset, name=ctx.name)(ins[0])
+
+
+@register("normalize")
+@dataclass(frozen=True, kw_only=True)
+class Normalize(Kind):
+    """(x − mean) / √variance per channel (Keras's Normalization on the last axis). With
+    mean and variance given they are constants (no weights); without, Keras's layer keeps
+    them as weights to be adapted or loaded, 2·C + 1 non-trainable values (EfficientNet's).
+
+    Attributes:
+      mean: one value per channel, or none (weights, starting at 0).
+      variance: one value per channel, or none (weights, starting at 1).
+    """
+
+    mean: Optional[tuple[float, ...]] = None
+    variance: Optional[tuple[float, ...]] = None
+    family = "shape"
+
+    def __post_init__(self):
+        if (self.mean is None) != (self.variance is None):
+            raise Invalid("normalize needs both mean and variance, or neither", "give both lists (one value per channel), "
+                          "or neither to keep them as weights")
+        if self.variance is not None and any(v < 0 for v in self.variance):
+            raise Invalid(f"variance {list(self.variance)} must not be negative", "give variances ≥ 0 (the square of the deviation)",
+                          field="variance")
+
+    def infer(self, ins, ctx):
+        channels = ins[0].shape[-1]
+        if self.mean is None:
+            return Out(ins[0].shape, f"mean, variance: 2·{channels} + 1 count", 0, 2 * channels + 1)
+        for what, values in (("mean", self.mean), ("variance", self.variance)):
+            if len(values) not in (1, channels):
+                raise Invalid(f"{what} has {len(values)} values for {channels} channels", f"give one value, or {channels}")
+        return Out(ins[0].shape, "constants")
+
+    def build(self, ins, ctx):
+        if self.mean is None:
+            return ctx.keras.layers.Normalization(axis=-1, name=ctx.name)(ins[0])
+        return ctx.keras.layers.Normalization(axis=-1, mean=list(self.mean), variance=list(self.variance),
+                                              name=ctx.name)(ins[0])
+
+
 @register("pad")
 @dataclass(frozen=True, kw_only=True)
 class Pad(Kind):
@@ -306,7 +425,9 @@ class Upsample(Kind):
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "upsample")
-        return Out((h * self.size[0], w * self.size[1], c), f"{h}·{self.size[0]} = {h * self.size[0]}", upsample=self.size)
+        note = "; RF the largest over positions" if tuple(self.size) != (1, 1) else ""   # it varies from here on
+        return Out((h * self.size[0], w * self.size[1], c), f"{h}·{self.size[0]} = {h * self.size[0]}{note}",
+                   upsample=self.size, taps=self.interpolation)
 
     def build(self, ins, ctx):
         return ctx.keras.layers.UpSampling2D(self.size, interpolation=self.interpolation, name=ctx.name)(ins[0])
@@ -330,6 +451,8 @@ class Reshape(Kind):
 
     def infer(self, ins, ctx):
         size = shapes.prod(ins[0].shape)
+        if not self.shape:   # Keras would make a scalar per image, which no later layer reads
+            raise Invalid("shape [] has no axes", "give at least one axis, e.g. shape: [-1] to flatten")
         if sum(1 for d in self.shape if d == -1) > 1 or any(d == 0 or d < -1 for d in self.shape):
             raise Invalid(f"shape {list(self.shape)}: sizes must be positive, with at most one -1", "e.g. shape: [7, 7, -1]")
         known = shapes.prod(d for d in self.shape if d != -1)

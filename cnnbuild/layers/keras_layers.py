@@ -131,6 +131,28 @@ class TableConv2D(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnbuild")
+class LayerScale(keras.layers.Layer):
+    """x · gamma, one learned factor per channel starting at `init` (ConvNeXt's LayerScale,
+    keras/src/applications/convnext.py, with the same weight: gamma of shape (C,))."""
+
+    def __init__(self, init=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.init = float(init)
+
+    def build(self, shape):
+        self.gamma = self.add_weight(name="gamma", shape=(shape[-1],), initializer=keras.initializers.Constant(self.init))
+
+    def call(self, x):
+        return x * ops.cast(self.gamma, x.dtype)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "init": self.init}
+
+
+@keras.saving.register_keras_serializable(package="cnnbuild")
 class Preprocess(keras.layers.Layer):
     """Raw uint8 images of any height and width → the model's input, through cnnbuild's one
     preprocessing function (`cnnbuild.preprocess`: the resize and scaling training used).

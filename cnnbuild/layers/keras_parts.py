@@ -22,6 +22,29 @@ def fused_activation(batchnorm, activation):
     return activation
 
 
+def keras_initializer(ctx, initializer):
+    """A kind's `initializer` as Keras takes it: a name as it is; one with arguments as
+    Keras's class of that name (chosen from this table, never looked up from the text)."""
+    if isinstance(initializer, str):
+        return initializer
+    initializers = ctx.keras.initializers
+    classes = {"variance_scaling": initializers.VarianceScaling, "constant": initializers.Constant,
+               "random_normal": initializers.RandomNormal, "truncated_normal": initializers.TruncatedNormal,
+               "random_uniform": initializers.RandomUniform}
+    if initializer.name not in classes:
+        return initializer.name
+    return classes[initializer.name](**initializer.arguments())
+
+
+def built_parts(batchnorm, activation, padded=False) -> frozenset:
+    """The parts `finish` and `keras_padding` build beside a layer: its batchnorm ('bn'),
+    its activation when not fused, and 'pad' when `padded` (an explicit padding layer may be needed)."""
+    parts = {"bn"} if batchnorm else set()
+    if activation not in (None, "linear") and fused_activation(batchnorm, activation) is None:
+        parts.add(activation)
+    return frozenset(parts | ({"pad"} if padded else set()))
+
+
 def activation_layer(ctx, function: str, layer_name: str, alpha: float | None = None):
     """The Keras layer of one activation function; leaky_relu's slope is the seeds' 0.1 unless given."""
     keras = ctx.keras

@@ -31,10 +31,13 @@ class Pool(Kind):
     def label(self):
         return f"{self.kind} {size_text(self.size)}{stride_text(self.strides)}"
 
+    def parts(self):
+        return frozenset({"pad"}) if self.padding not in ("valid", "same") else frozenset()
+
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], self.kind)
-        oh, ow, rule, _ = window((h, w, c), self.size, self.strides, self.padding, (1, 1), ctx)
-        return Out((oh, ow, c), rule, window=(*self.size, *self.strides))
+        oh, ow, rule, pads = window((h, w, c), self.size, self.strides, self.padding, (1, 1), ctx)
+        return Out((oh, ow, c), rule, window=(*self.size, *self.strides), offset=(pads[0][0], pads[1][0]))
 
 
 @register("max_pool")
@@ -45,8 +48,19 @@ class MaxPool(Pool):
     Attributes:
       size: window, an int or [h, w] (default 2).
       stride: default = size.
-      padding: 'valid', 'same', or explicit sizes (padded with −inf, so padding never wins).
+      padding: 'valid', 'same', or explicit sizes (padded with −inf, so padding never wins),
+        at most half the window on each side (as PyTorch requires): a window wholly in the
+        padding would give −inf.
     """
+
+    def __post_init__(self):
+        if self.padding in ("valid", "same"):
+            return
+        for (before, after), size, axis in zip(self.padding, self.size, ("height", "width")):
+            if max(before, after) > size // 2:
+                raise Invalid(f"padding {max(before, after)} on the {axis} is more than half the {size}-wide window: "
+                              "a window over padding alone would give −inf", f"use padding of at most {size // 2} "
+                              f"there (half the window), or padding: same", field="padding")
 
     def build(self, ins, ctx):
         x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, "zeros", self.size, self.strides,
@@ -82,6 +96,9 @@ class SumPool(Pool):
     Attributes:
       size, stride, padding: as for max_pool.
     """
+
+    def parts(self):
+        return frozenset({"pad", "avg"})
 
     def build(self, ins, ctx):
         keras = ctx.keras
@@ -164,7 +181,8 @@ class MaxUnpool(Kind):
             raise Invalid(f"input has {c} channels but max_pool '{self.pool}' gave {pool_out.shape[2]}",
                           f"make the layer before give {pool_out.shape[2]} channels")
         ph, pw, _ = pool_ins[0].shape
-        return Out((ph, pw, c), f"unpool to {ph}×{pw}", upsample=args.size)
+        # each value goes to one place: the field is its input's, spread (largest over positions)
+        return Out((ph, pw, c), f"unpool to {ph}×{pw}; RF the largest over positions", upsample=args.size)
 
     def build(self, ins, ctx):
         layer, pool_ins, pool_out = ctx.lookup(self.pool)

@@ -3,6 +3,12 @@
 A block is a named layer list with parameters; each use (`- basic: {filters: 64}`) is the
 list again with `$filters` and `${…}` replaced by the use's values, parsed in a scope of its
 own (parse/parser.py). A repeated list is substituted the same way, with `$index` = 1, 2, ….
+
+A parameter's value may be any YAML value (a number, a word, a list such as `kernel: [1, 7]`,
+a mapping); where `$name` stands as a whole value (an argument, a list entry, an `inputs:`
+entry) it becomes that value. A default may use the parameters before it:
+`pad: "${(kernel - 1) // 2}"`. A block may declare `inputs: [p, x]`: a use then reads as
+many inputs (`inputs: [previous_cell, cell_3]`), known inside the block by those names.
 """
 from __future__ import annotations
 
@@ -14,11 +20,12 @@ from ..errors import Invalid, Problem, Where
 from ..layers import REGISTRY
 from .expr import substitute
 from .names import NAME
-from .source import Node
+from .source import Node, plain_to_node
 from .values import did_you_mean
 
 INDEX = "index"        # a repeated list's `$index`; no block parameter may take the name
-BLOCK_KEYS = ("params", "layers", "description")
+BLOCK_KEYS = ("params", "layers", "description", "inputs")
+MAX_BLOCK_INPUTS = 16
 
 
 @dataclass
@@ -26,6 +33,7 @@ class Block:
     params: dict          # name → default Node, or None when required
     layers: Node
     where: Where
+    inputs: tuple = ("input",)   # the names its inputs have inside it, in the order a use lists them
 
 
 def parse_blocks(node: Optional[Node], problems: list) -> dict:
@@ -55,8 +63,29 @@ def parse_blocks(node: Optional[Node], problems: list) -> dict:
         if layers is None or not layers.is_list or not layers.value:
             problems.append(Problem(body.where, f"block '{name}' needs a non-empty 'layers:' list", "e.g. layers: [{conv: {filters: 8, kernel: 3}}]"))
             continue
-        blocks[name] = Block(params, layers, where)
+        inputs = _inputs(name, body.value.get("inputs"), params, problems)
+        if inputs is None:
+            continue
+        blocks[name] = Block(params, layers, where, inputs)
     return blocks
+
+
+def _inputs(block: str, node: Optional[Node], params: dict, problems: list) -> Optional[tuple]:
+    """A block's declared input names (`inputs: [p, x]`), or ('input',) when it has none."""
+    if node is None:
+        return ("input",)
+    names = node.value if node.is_list else None
+    if not names or not all(isinstance(n.value, str) for n in names) or len(names) > MAX_BLOCK_INPUTS:
+        problems.append(Problem(node.where, f"block '{block}': 'inputs' must list 1 to {MAX_BLOCK_INPUTS} names its inputs have inside it",
+                                "e.g. inputs: [previous, current]; a use then gives `inputs: [a, b]`"))
+        return None
+    words = [n.value for n in names]
+    for n in names:
+        if not NAME.match(n.value) or n.value in params or words.count(n.value) > 1:
+            problems.append(Problem(n.where, f"block '{block}': input name '{n.value}' must be a name used once, and not a parameter's",
+                                    "use letters, digits and _, starting with a letter, e.g. inputs: [previous, current]"))
+            return None
+    return tuple(words)
 
 
 def _params(node: Optional[Node], problems: list) -> dict:
@@ -86,18 +115,38 @@ def use_values(kind: str, block: Block, args_node: Node, skip, problems: list) -
                                     did_you_mean(key, block.params) if block.params else "this block takes no parameters"))
             ok = False
             continue
-        if not (value.value is None or isinstance(value.value, (int, float, str, bool))):
-            problems.append(Problem(value.where, f"parameter '{key}' must be a single value", "give a number, a word, true/false or null"))
-            ok = False
-        values[key] = value.value
+        # any YAML value: a number, a word, a list, a mapping; `${…}` of numbers alone is worked out
+        # here (`filters: "${make_divisible(32 * 0.75, 8)}"` at the top level, outside any block)
+        given = substituted(value, {}, problems, keep=(INDEX,))
+        if given is None:
+            ok, values[key] = False, None    # reported; not "missing" as well
+            continue
+        values[key] = given.plain()
     for name, default in block.params.items():
-        if name not in values:
-            if default is None:
-                problems.append(Problem(args_node.where, f"block '{kind}' needs parameter '{name}'", f"add '{name}: …'"))
-                ok = False
-            else:
-                values[name] = default.value
+        if name in values:
+            continue
+        if default is None:
+            problems.append(Problem(args_node.where, f"block '{kind}' needs parameter '{name}'", f"add '{name}: …'"))
+            ok = False
+            continue
+        # a default may use the parameters before it (and any given): pad: "${(kernel - 1) // 2}"
+        earlier = {k: v for k, v in values.items() if k in block.params}
+        resolved = substituted(default, earlier, problems, keep=(INDEX,))
+        if resolved is None:
+            ok = False
+            continue
+        values[name] = resolved.plain()
     return values if ok else None
+
+
+def frozen(value):
+    """A parameter's value as hashable data (lists → tuples, mappings → sorted pairs), for
+    the frozen BlockUse that records what a block was used with."""
+    if isinstance(value, list):
+        return tuple(frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, frozen(v)) for k, v in value.items()))
+    return value
 
 
 def substituted(node: Node, values: dict, problems: list, keep) -> Optional[Node]:
@@ -112,7 +161,9 @@ def substituted(node: Node, values: dict, problems: list, keep) -> Optional[Node
             return Node([walk(v) for v in n.value], n.where)
         if isinstance(n.value, str) and "$" in n.value:
             try:
-                return Node(substitute(n.value, values, keep), n.where)
+                value = substitute(n.value, values, keep)
+                # a list or mapping given for `$name` becomes nodes at the place `$name` stood
+                return plain_to_node(value, n.where) if isinstance(value, (list, dict)) else Node(value, n.where)
             except Invalid as e:
                 problems.append(Problem(n.where, e.message, e.hint))
         return copy.copy(n)

@@ -1,29 +1,71 @@
 """Block parameters: `$name` and `${filters * 4}`, substituted without Python's eval.
 
-The grammar is integers, names, + − * / // % and parentheses; `/` must divide exactly.
+The grammar is numbers (integers and decimals), names, + − * / // % and parentheses, and
+the named functions in FUNCTIONS (`make_divisible(v, 8)`, `round`, `min`, `max`, `floor`,
+`ceil`). `/` of two integers must divide exactly; with a decimal on either side it divides
+as a calculator does. A result that is a whole number is an integer (`${16 * 4.5}` is 72).
 """
 from __future__ import annotations
 
 import difflib
+import math
 import re
 
 from ..errors import Invalid
 
 # `**` is read as one token only to say it is not supported (rather than stumble on its second `*`)
-_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(\*\*|//|[-+*/%()]))")
+_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|(\*\*|//|[-+*/%(),]))")
 _REFERENCE = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 MAX_TEXT = 200
 OPERATORS = "+ - * / // % and ( )"
-GRAMMAR = f"use integers, names, {OPERATORS}"
 
 
-def evaluate(text: str, values: dict) -> int:
-    """Evaluate integer arithmetic over `values`.
+def make_divisible(value, divisor, min_value=None):
+    """The nearest multiple of `divisor` to `value`, at least `min_value` (default `divisor`),
+    and never more than 10 % below `value`: how MobileNet and EfficientNet round channel
+    counts (keras.applications' `_make_divisible`, EfficientNet's `round_filters`).
+
+    >>> make_divisible(32 * 0.75, 8), make_divisible(16 * 4.5, 8), make_divisible(3, 8), make_divisible(100, 8)
+    (24, 72, 8, 104)
+    """
+    if divisor <= 0:
+        raise Invalid(f"make_divisible's divisor must be positive, got {divisor}", "e.g. make_divisible(channels * 0.75, 8)")
+    low = divisor if min_value is None else min_value
+    rounded = max(low, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+# name → (fewest arguments, most arguments, function); called only by these names, never eval'd
+FUNCTIONS = {
+    "make_divisible": (2, 3, make_divisible),
+    "round": (1, 1, lambda v: int(math.floor(v + 0.5))),    # halves go up, as a person rounds (not Python's to-even)
+    "floor": (1, 1, math.floor),
+    "ceil": (1, 1, math.ceil),
+    "min": (1, 16, min),
+    "max": (1, 16, max),
+}
+GRAMMAR = f"use numbers, names, {OPERATORS}, and the functions {', '.join(FUNCTIONS)}"
+LIMIT = 10**12
+
+
+def _number(value):
+    """A result that is a whole number as an int (72.0 → 72), so it can be a filter count."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= LIMIT:
+        return int(value)
+    return value
+
+
+def evaluate(text: str, values: dict):
+    """Evaluate arithmetic over `values`.
 
     >>> evaluate("filters * 4", {"filters": 16})
     64
     >>> evaluate("(a + 1) // 2", {"a": 6})
     3
+    >>> evaluate("make_divisible(c * 4.5, 8)", {"c": 16}), evaluate("0.2 * (i - 1) / 4", {"i": 3})
+    (72, 0.1)
+    >>> evaluate("max(1, round(r * 2.5))", {"r": 3})
+    8
     """
     if len(text) > MAX_TEXT:
         raise Invalid(f"expression is longer than {MAX_TEXT} characters", "write the number itself, or a shorter expression")
@@ -42,7 +84,9 @@ def evaluate(text: str, values: dict) -> int:
     result = parser.sum()
     if parser.i != len(tokens):
         raise Invalid(f"unexpected '{tokens[parser.i]}' in '${{{text}}}'", GRAMMAR)
-    return result
+    if not abs(result) < 10**18:   # as source.py's MAX_INT_DIGITS for a number written out; also inf and nan
+        raise Invalid(f"'${{{text}}}' is too large ({str(result)[:20]}…)", "no size or count in a network needs more than 18 digits")
+    return _number(result)
 
 
 class _Parser:
@@ -72,15 +116,18 @@ class _Parser:
                 value *= right
             elif right == 0:
                 raise Invalid(f"division by zero in '${{{self.text}}}'", "divide by a number other than 0")
-            elif op == "/":
+            elif op == "/" and isinstance(value, int) and isinstance(right, int):
                 if value % right:
-                    raise Invalid(f"'${{{self.text}}}': {value} / {right} is not a whole number", "use // to round down")
+                    raise Invalid(f"'${{{self.text}}}': {value} / {right} is not a whole number",
+                                  "use // to round down, or write a decimal (e.g. 4.0) for a fraction")
                 value //= right
+            elif op == "/":
+                value /= right
             elif op == "//":
                 value //= right
             else:
                 value %= right
-            if abs(value) > 10**12:
+            if abs(value) > LIMIT:
                 raise Invalid(f"'${{{self.text}}}' is too large", "keep sizes and counts below 10^12")
         return value
 
@@ -99,16 +146,34 @@ class _Parser:
             if self.take() != ")":
                 raise Invalid(f"missing ')' in '${{{self.text}}}'", "close every '(' with ')'")
             return value
-        if token.isdigit():
-            return int(token)
+        if token[0].isdigit() or token[0] == ".":
+            return int(token) if token.isdigit() else float(token)   # a decimal stays one: 88.0 / 24 divides
+        if token in FUNCTIONS and self.peek() == "(":
+            return self.call(token)
         if token in self.values:
             value = self.values[token]
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise Invalid(f"'{token}' is {value!r}, not a whole number, so it cannot be used in arithmetic", f"give '{token}' a whole number, or use it alone as ${token}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise Invalid(f"'{token}' is {value!r}, not a number, so it cannot be used in arithmetic", f"give '{token}' a number, or use it alone as ${token}")
             return value
         if not (token[0].isalpha() or token[0] == "_"):   # an operator where a number belongs
             raise Invalid(f"unexpected '{token}' in '${{{self.text}}}'", GRAMMAR)
         raise Invalid(f"unknown parameter '{token}' in '${{{self.text}}}'", _known(self.values, token))
+
+    def call(self, function):
+        """`function(a, b, …)`: the arguments are sums; the name was looked up in FUNCTIONS."""
+        self.take()   # "("
+        arguments = [self.sum()]
+        while self.peek() == ",":
+            self.take()
+            arguments.append(self.sum())
+        if self.take() != ")":
+            raise Invalid(f"missing ')' after the arguments of {function} in '${{{self.text}}}'", "close every '(' with ')'")
+        low, high, apply = FUNCTIONS[function]
+        if not low <= len(arguments) <= high:
+            count = f"{low}" if low == high else f"{low} to {high}"
+            raise Invalid(f"{function} takes {count} argument{'s' if high > 1 else ''}, got {len(arguments)} in '${{{self.text}}}'",
+                          "e.g. make_divisible(channels * 0.75, 8), round(x), min(a, b)")
+        return apply(*arguments)
 
 
 def _known(values, word, sigil=""):
@@ -166,8 +231,8 @@ def _partial(expr, values):
         if word not in values:
             return word
         number = values[word]
-        if isinstance(number, bool) or not isinstance(number, int):
-            raise Invalid(f"'{word}' is {number!r}, not a whole number, so it cannot be used in arithmetic",
-                          f"give '{word}' a whole number, or use it alone as ${word}")
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise Invalid(f"'{word}' is {number!r}, not a number, so it cannot be used in arithmetic",
+                          f"give '{word}' a number, or use it alone as ${word}")
         return f"({number})" if number < 0 else str(number)
     return "${" + re.sub(r"[A-Za-z_][A-Za-z0-9_]*", value, expr) + "}"

@@ -53,6 +53,8 @@ class Names:
         self.used: set[str] = set()              # unique names taken
         self.where_of: dict = {}                 # unique name → where it is defined
         self.owners: dict[str, list[str]] = {}   # local name → the composites it was given in
+        self.building: set[str] = set()          # composites whose children are being read: no output yet
+        self.parts: dict[str, frozenset] = {}    # unique name → the extra Keras layers it builds (Kind.parts)
 
     def error(self, where, message, hint=""):
         self.problems.append(Problem(where, message, hint))
@@ -99,16 +101,22 @@ class Names:
                        "names inside a composite are seen only inside it; read the composite's own output, "
                        f"or move '{ref}' out of it")
         elif target is None:
-            visible = [n for n in scope.visible() if scope.resolve(n) != exclude]   # not the layer itself
+            visible = list(dict.fromkeys(n for n in scope.visible() if scope.resolve(n) not in (exclude, *self.building)))
             self.error(where, f"no layer named '{ref}' before this one",
                        did_you_mean(ref, visible) if visible else "name a layer defined earlier with 'name:'")
+        elif target in self.building:
+            self.error(where, f"'{ref}' is the composite this layer is inside: it has no output until its layers are done",
+                       f"read 'input' for {ref}'s input, or a layer before it or inside it")
+            return None
         return target
 
     def check_parts(self):
         """A user's name must not be one the builder gives a layer's extra Keras layers
-        (conv 'c' with batchnorm also builds 'c_bn'): Keras would refuse the model."""
+        (conv 'c' with batchnorm also builds 'c_bn'): Keras would refuse the model. Only the
+        parts that layer really builds count: `pool1_pad` beside a max_pool 'pool1' without
+        explicit padding is free (Keras's own ResNet50V2 names its padding so)."""
         for name, where in self.where_of.items():
             base, _, part = name.rpartition("_")
-            if part in PARTS and base in self.used:
+            if part in PARTS and part in self.parts.get(base, ()):
                 self.error(where, f"name '{name}' is reserved for the {part} layer that '{base}' may build in Keras",
                            f"choose another name, e.g. '{base}_{part}2' or '{part}_of_{base}'")

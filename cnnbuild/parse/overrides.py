@@ -60,6 +60,12 @@ def apply(root: Node, dotted: str, value: Node, problems: list) -> None:
                 node.value[int(part)] = value
                 return
             node = node.value[int(part)]
+        elif node.is_list and part.isdigit():
+            count = len(node.value)
+            problems.append(Problem(value.where, f"--set {dotted}: '{'.'.join(parts[:i])}' has {count} item"
+                                                 f"{'s' if count != 1 else ''}, so there is no {part}",
+                                    f"items are numbered from 0: use 0 to {count - 1}" if count else "the list is empty"))
+            return
         else:
             problems.append(Problem(value.where, f"--set {dotted}: '{'.'.join(parts[:i])}' is not a mapping or list "
                                                  f"with '{part}'", "check the key path against the spec"))

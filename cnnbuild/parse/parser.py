@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
 from ..errors import Invalid, Problem, SpecError, UsageError, Where
-from ..fields import Range
+from ..fields import BranchList, LayerList, Range
 from ..layers import REGISTRY
 from ..layers.base import Layer
 from ..layers.composite import BlockUse
-from .blocks import INDEX, parse_blocks, substituted, use_values
+from .blocks import INDEX, frozen, parse_blocks, substituted, use_values
 from .names import NAME, Names, Scope
 from .sections import Data, Train, parse_sections
 from .source import Node, load
-from .values import coerce, did_you_mean, parse_fields
+from .values import MAX_UNKNOWN, coerce, did_you_mean, parse_fields
 
 PREVIOUS = ""              # in Layer.inputs: the previous layer's output
-MAX_LAYERS = 20_000        # after blocks and repeats are expanded; ResNet-152 has ~500
+MAX_LAYERS = 5_000         # after blocks and repeats are expanded; ResNet-152 has ~500, DenseNet-264 ~800
 MAX_NESTING = 50           # layer lists inside composites and blocks; the zoo nests 3 deep (block → residual → body)
 COMMON_KEYS = ("name", "inputs", "with", "rounding", "trainable")
 
@@ -41,6 +42,10 @@ KERAS_KINDS = {
     "zeropadding2d": "pad", "cropping2d": "crop", "upsampling2d": "upsample", "concatenate": "concat",
     "leakyrelu": "leaky_relu", "convolution": "conv", "pool": "max_pool",
 }
+# Those of them that are keras.layers class names (the rest are PyTorch's or everyday words).
+KERAS_CLASSES = {"conv2d", "convolution2d", "depthwiseconv2d", "separableconv2d", "conv2dtranspose", "maxpooling2d",
+                 "averagepooling2d", "globalaveragepooling2d", "globalmaxpooling2d", "batchnormalization",
+                 "zeropadding2d", "cropping2d", "upsampling2d", "concatenate", "leakyrelu"}
 
 
 @dataclass(frozen=True)
@@ -96,9 +101,12 @@ def from_node(root: Node, prefix: str = "", resolved: dict | None = None, proble
     if not root.is_map:
         raise SpecError([Problem(root.where, "a spec must be a mapping with 'name', 'input' and 'layers'",
                                  "start the file with 'name: mynet'")])
-    for key in root.value:
-        if key not in TOP_KEYS:
-            problems.append(Problem(root.key_where(key), f"unknown top-level key '{key}'", did_you_mean(key, TOP_KEYS)))
+    unknown = [key for key in root.value if key not in TOP_KEYS]
+    for key in unknown[:MAX_UNKNOWN]:
+        problems.append(Problem(root.key_where(key), f"unknown top-level key '{key}'", did_you_mean(key, TOP_KEYS)))
+    if len(unknown) > MAX_UNKNOWN:
+        problems.append(Problem(root.key_where(unknown[MAX_UNKNOWN]), f"and {len(unknown) - MAX_UNKNOWN:,} more unknown "
+                                "top-level keys", "expected only: " + ", ".join(TOP_KEYS)))
     top = root.value
     name = _top(top, "name", str, problems, root) or "model"
     if "name" in top and isinstance(top["name"].value, str) and not NAME.match(top["name"].value):
@@ -119,6 +127,11 @@ def from_node(root: Node, prefix: str = "", resolved: dict | None = None, proble
     elif not top["layers"].is_list or not top["layers"].value:
         problems.append(Problem(top["layers"].where, "'layers' must be a non-empty list of layers", "e.g. layers: [{conv: {filters: 6, kernel: 5}}, flatten, {dense: 10}]"))
     else:
+        size = expanded_size(top["layers"], parser.blocks)
+        if size > MAX_LAYERS:   # counted before any is parsed: a repeat of repeats is refused at once
+            problems.append(Problem(top["layers"].where, f"the spec expands to {_count_text(size)} layers, more than "
+                                    f"{MAX_LAYERS:,}", "lower a repeat's 'times' or nest fewer repeats and blocks"))
+            raise SpecError(problems)
         root_scope = Scope(prefix, None)
         parser.names.used.add(root_scope.names["input"])
         layers = parser.sequence(top["layers"], root_scope)
@@ -145,6 +158,11 @@ def _input(node, root, problems):
     if node is None:
         problems.append(Problem(root.where, "missing 'input:'", "give the image size: input: [height, width, channels]"))
         return (1, 1, 1)
+    if node.is_list and len(node.value) > 100:   # said before reading (and quoting) every value of a long list
+        problems.append(Problem(node.where, f"'input' must be [height, width, channels] of positive sizes, got "
+                                f"{len(node.value):,} values",
+                                "e.g. input: [32, 32, 3] for a colour image, [28, 28, 1] for grayscale"))
+        return (1, 1, 1)
     try:
         shape = coerce(node, tuple[int, ...])
     except Invalid as e:
@@ -155,6 +173,56 @@ def _input(node, root, problems):
                                 "e.g. input: [32, 32, 3] for a colour image, [28, 28, 1] for grayscale"))
         return (1, 1, 1)
     return shape
+
+
+def expanded_size(layers: Node, blocks: dict, inside: tuple = ()) -> int:
+    """How many layers a layer list becomes once its repeats and block uses are written out
+    (composites count with their children), read from the YAML before anything is parsed. A
+    `times` that is not yet a number (a block parameter) counts once; a block inside itself
+    is left to the parser to report.
+
+    >>> from cnnbuild.parse.source import parse_text
+    >>> expanded_size(parse_text("[relu, {repeat: {times: 3, layers: [relu, {repeat: {times: 2, layers: [relu]}}]}}]"), {})
+    14
+    """
+    total = 0
+    for item in layers.value if layers.is_list else ():
+        total += 1
+        if not (item.is_map and len(item.value) == 1):
+            continue
+        kind, body = next(iter(item.value.items()))
+        if kind in blocks:
+            if kind not in inside:
+                total += expanded_size(blocks[kind].layers, blocks, (*inside, kind))
+            continue
+        cls = REGISTRY.get(kind)
+        if cls is None or not body.is_map:
+            continue
+        times = 1
+        repeats = _repeats(cls)
+        if repeats and repeats[2] in body.value and isinstance(body.value[repeats[2]].value, int):
+            times = max(1, body.value[repeats[2]].value)
+        for key in _layer_fields(cls):
+            child = body.value.get(key)
+            if child is not None and child.is_list:
+                lists = child.value if child.value and all(b.is_list for b in child.value) else [child]
+                total += times * sum(expanded_size(b, blocks, inside) for b in lists)
+        if total > 10**15:   # enough to refuse, and the count stays a number any message can print
+            return total
+    return total
+
+
+def _count_text(n: int) -> str:
+    return f"{n:,}" if n < 10**15 else "more than 10¹⁵"
+
+
+@functools.cache
+def _layer_fields(cls) -> tuple:
+    """A kind's arguments that hold layer lists or lists of branches (LayerList, BranchList)."""
+    def holds_layers(annotation):
+        return any(isinstance(a, (LayerList, BranchList)) or holds_layers(a) for a in typing.get_args(annotation))
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name in hints and holds_layers(hints[f.name]))
 
 
 @functools.cache   # per kind: asked for every layer
@@ -259,12 +327,16 @@ class _Parser:
         child_scope = Scope(name, scope, f"{cls.kind} '{name}'")   # inside a composite, `input` is its input
         before = len(self.problems)
         repeats = _repeats(cls)
-        if repeats:
-            args = self.repeated(cls, args_node, child_scope, *repeats)
-        else:
-            args = parse_fields(cls, args_node, self.problems,
-                                layer_parser=lambda n, label: self.sequence(n, child_scope) if n.value else (),
-                                skip=COMMON_KEYS)
+        self.names.building.add(name)   # its children cannot read it: it has no output until they are done
+        try:
+            if repeats:
+                args = self.repeated(cls, args_node, child_scope, *repeats)
+            else:
+                args = parse_fields(cls, args_node, self.problems,
+                                    layer_parser=lambda n, label: self.sequence(n, child_scope) if n.value else (),
+                                    skip=COMMON_KEYS)
+        finally:
+            self.names.building.discard(name)
         if args is None or len(self.problems) > before:
             return None
         for ref in cls.refs:
@@ -282,6 +354,7 @@ class _Parser:
             except Invalid as e:
                 self.error(args_node.where, f"{cls.kind} '{name}': {e.message}", e.hint)
                 return None
+        self.names.parts[name] = args.parts()
         return Layer(args, name, inputs, node.where, rounding, trainable)
 
     def common(self, args_node: Node, kind: str, merges: bool, inputs_range: tuple, scope: Scope):
@@ -317,9 +390,15 @@ class _Parser:
         count = len(inputs) or 1
         low, high = inputs_range
         if ok and not low <= count <= high:
-            if low > 1:
+            if low > 1 and low == high:   # a block that declares its inputs
+                self.error(args_node.where, f"{kind} reads {low} inputs, got {count}",
+                           f"list them in the order the block declares them: inputs: [{', '.join(['…'] * low)}]")
+            elif low > 1:
                 self.error(args_node.where, f"{kind} joins at least {low} inputs, got {count}",
                            "add `with: [name]` (joined to the previous layer) or `inputs: [a, b]`")
+            elif kind in self.blocks:
+                self.error(args_node.where, f"{kind} reads one input, got {count}",
+                           f"declare the block's inputs (blocks: {{{kind}: {{inputs: [a, b], …}}}}), or join layers first with concat or add")
             else:
                 self.error(args_node.where, f"{kind} reads one input, got {count}", "use concat or add to join layers first")
             ok = False
@@ -381,19 +460,26 @@ class _Parser:
                        f"e.g. `- {kind}: {{{', '.join(f'{p}: …' for p in block.params) or 'name: …'}}}`")
             return None
         values = use_values(kind, block, args_node, COMMON_KEYS, self.problems)
-        common = self.common(args_node, kind, False, (1, 1), scope)   # a block use reads one input
+        count = len(block.inputs)   # a block use reads as many inputs as the block declares (one unless `inputs:`)
+        common = self.common(args_node, kind, False, (count, count), scope)
         if values is None or common is None:
             return None
         name, inputs, rounding, trainable = common
         layers = substituted(block.layers, values, self.problems, keep=(INDEX,))
         if layers is None:
             return None
+        inner = Scope(name, scope, f"block '{kind}' (used as '{name}')")
+        # inside a block, `input` is the use's (first) input; declared inputs are the use's, in order
+        for i, local in enumerate(block.inputs):
+            inner.names[local] = inputs[i] if inputs and inputs[i] != PREVIOUS else inner.names["input"]
         self.expanding.append(kind)
-        try:   # inside a block, `input` is the use's input
-            children = self.sequence(layers, Scope(name, scope, f"block '{kind}' (used as '{name}')"))
+        self.names.building.add(name)
+        try:
+            children = self.sequence(layers, inner)
         finally:
             self.expanding.pop()
-        use = BlockUse(block=kind, values=tuple(sorted(values.items())), layers=children)
+            self.names.building.discard(name)
+        use = BlockUse(block=kind, values=tuple(sorted((k, frozen(v)) for k, v in values.items())), layers=children)
         return Layer(use, name, inputs, node.where, rounding, trainable)
 
     def with_files(self, args, name: str):
@@ -427,5 +513,6 @@ class _Parser:
         known = sorted(REGISTRY) + sorted(self.blocks)
         lowered = kind.lower()
         if lowered in KERAS_KINDS:
-            return f"did you mean '{KERAS_KINDS[lowered]}'? ('{kind}' is Keras's name)"
+            whose = " ('{kind}' is Keras's name)" if lowered in KERAS_CLASSES else ""
+            return f"did you mean '{KERAS_KINDS[lowered]}'?{whose}".replace("{kind}", kind)
         return did_you_mean(kind, known)

@@ -12,8 +12,10 @@ these dataclasses and never looks at YAML.
 from __future__ import annotations
 
 import difflib
+import math
+import os
 from dataclasses import dataclass
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from ..augment import AUGMENTATIONS, OpenUnitFloat
 from ..errors import Invalid, Problem
@@ -102,7 +104,9 @@ def source_kind(source: str) -> tuple[str, Optional[str]]:
         return "npz", source
     if lowered.endswith(TFRECORD_SUFFIXES) or any(f"{s}*" in lowered or f"*{s}" in lowered for s in TFRECORD_SUFFIXES):
         return "tfrecord", source
-    if "/" not in source and "\\" not in source and "." not in source:
+    # a bare word close to a kind is a misspelling, unless a folder of that name exists
+    # (`--data shapes_png` reads the folder shapes_png/)
+    if "/" not in source and "\\" not in source and "." not in source and not os.path.isdir(source):
         close = difflib.get_close_matches(source, SOURCE_KINDS, n=1, cutoff=0.75)
         if close:
             raise Invalid(f"unknown data source '{source}'",
@@ -125,7 +129,14 @@ class Data(Source):
       on_bad: `error` (default): a corrupt image, an empty class folder, a label out of range
         or an image whose channels do not fit stops with a message naming the file; `skip`:
         such files are left out and counted.
-      cache: keep the decoded, resized images in memory after the first epoch (default true).
+      cache: where decoded, resized images are kept after the first epoch. `auto` (default):
+        in memory when they fit `cache_budget`, else none (files are decoded again each
+        epoch, so memory does not grow with the dataset); `memory` (or true); `disk` (a
+        cache file in the run folder); `false` (stream every epoch).
+      cache_budget: the memory, in MiB, a `cache: auto` in-memory cache may take (default a
+        quarter of the machine's physical memory).
+      shuffle_buffer: how many decoded images the shuffle holds (default 10,000, or the whole
+        set when smaller); file lists are also reshuffled each epoch, seeded by the epoch.
     """
 
     validation_split: Optional[Annotated[float, Range(0, 1, high_open=True)]] = None
@@ -133,7 +144,9 @@ class Data(Source):
     task: Literal["auto", "classification", "segmentation"] = "auto"
     classes: Optional[tuple[str, ...]] = None
     on_bad: Literal["error", "skip"] = "error"
-    cache: bool = True
+    cache: Union[bool, Literal["auto", "memory", "disk"]] = "auto"   # bool first: a misspelt word gets the words' hint
+    cache_budget: Optional[PositiveInt] = None
+    shuffle_buffer: Annotated[int, Range(1, 100_000_000)] = 10_000
 
     def __post_init__(self):
         super().__post_init__()
@@ -294,6 +307,8 @@ class Train:
         training step), auto (default: device on GPU, data on CPU and TPU).
       deterministic: make TensorFlow's ops deterministic, so reruns match bit for bit
         (default false: a little faster, reruns match to rounding).
+      tensorboard: write TensorBoard event files in RUN/tensorboard/ (per-epoch values,
+        learning rate, the model's graph); default false.
     """
 
     epochs: Annotated[int, Range(1, 1_000_000)] = 1
@@ -310,9 +325,10 @@ class Train:
     jit_compile: Literal["auto"] | bool = "auto"
     steps_per_execution: Annotated[int, Range(1, 100_000)] = 1
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "auto"
-    devices: Optional[Annotated[int, Range(1, 1024)]] = None
+    devices: Optional[Annotated[int, Range(1, MAX_DEVICES)]] = None
     augment_on: Literal["auto", "data", "device"] = "auto"
     deterministic: bool = False
+    tensorboard: bool = False
 
     def __post_init__(self):
         if self.schedule.warmup >= self.epochs and self.schedule.warmup:
@@ -415,10 +431,20 @@ def metric_names(train: Train, task: str) -> tuple:
     return ("accuracy", "mean_iou") if task == "segmentation" else ("accuracy",)
 
 
+MAX_DEVICES = 64                 # mirrored replicas: a machine holds at most 16 GPUs; more CPU slices only slow it down
+MAX_GENERATED_BYTES = 2 << 30    # the `shapes` source's images, generated in memory
+
+
 def parse_sections(top: dict, input_shape, problems: list[Problem]):
     """The spec parser's entry: (Data, augmentations, Train) from the top-level mapping,
     each problem appended with its place. Defaults when a section is absent."""
     data = parse_data(top.get("data"), problems)
+    generated = data.samples * math.prod(input_shape) * 4   # float32 images the `shapes` source holds in memory
+    if data.kind == "shapes" and generated > MAX_GENERATED_BYTES:
+        at = top["data"].value.get("samples", top["data"]) if top["data"].is_map else top["data"]
+        problems.append(Problem(at.where, f"data.samples {data.samples:,} of {'×'.join(map(str, input_shape))} images "
+                                f"take {generated / 2**30:.1f} GiB, over the {MAX_GENERATED_BYTES >> 30} GiB budget for generated data",
+                                f"use samples: {MAX_GENERATED_BYTES // (math.prod(input_shape) * 4)} or fewer"))
     augment = parse_augment(top.get("augment"), input_shape, problems)
     train = parse_train(top.get("train"), problems)
     stopping = train.early_stopping

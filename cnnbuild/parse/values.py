@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from dataclasses import MISSING
@@ -14,16 +15,19 @@ from typing import Annotated, Any, Literal, Union
 
 from ..errors import Invalid, Problem
 from ..fields import BranchList, LayerList, PaddingSpec, PairOf, Range
+from ..layers.base import Activation
 from .source import Node
 
 
-# Keras's argument names and what cnnbuild calls them, for "did you mean".
+# Keras's argument names and what cnnbuild calls them, for "did you mean" (only names Keras's
+# layers really take: a hint that calls a word Keras's must be true).
 KERAS_NAMES = {
     "kernel_size": "kernel", "strides": "stride", "pool_size": "size", "dilation_rate": "dilation",
     "use_bias": "bias", "kernel_initializer": "initializer", "depth_multiplier": "multiplier",
-    "negative_slope": "alpha", "num_pieces": "pieces", "target_shape": "shape",
-    "padding_type": "padding_mode",
+    "negative_slope": "alpha", "target_shape": "shape",
 }
+# Other spellings that are nobody's API but common guesses.
+OTHER_SPELLINGS = {"num_pieces": "pieces", "padding_type": "padding_mode"}
 
 
 # Other frameworks' and papers' words for a value: word → (a value the choices must hold for
@@ -42,6 +46,9 @@ OTHER_NAMES = {
 }
 
 
+MAX_UNKNOWN = 20   # unknown arguments reported one by one in a mapping; the rest are counted
+
+
 class AlreadyReported(Invalid):
     """A nested mapping failed and its problems are already in the list: its field is
     invalid, with nothing more to say about it."""
@@ -54,15 +61,23 @@ def parse_fields(cls, node: Node, problems: list[Problem], layer_parser=None, sk
     """Read mapping `node` into dataclass `cls`. Returns the instance, or None when any
     problem was found (each one appended to `problems`). Keys in `skip` are left for the
     caller. `layer_parser(node, label)` parses nested layer lists."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
-    values, ok = {}, True
+    hints, fields = _schema(cls)
+    values, ok, unknown = {}, True, 0
     mapping = node.value if node.is_map else {}
-    for key, value_node in mapping.items():
+    # in the order of the fields, not of the YAML: a residual's body is read before its
+    # shortcut whichever is written first, so names resolve in the order the layers are built
+    for key in sorted(mapping, key=lambda k: fields[k].order if k in fields else len(fields)):
+        value_node = mapping[key]
         if key in skip:
             continue
         if key not in fields:
-            problems.append(Problem(node.key_where(key), f"unknown argument '{key}'", did_you_mean(key, fields)))
+            unknown += 1
+            if unknown <= MAX_UNKNOWN:
+                problems.append(Problem(node.key_where(key), f"unknown argument '{key}'", did_you_mean(key, fields)))
+            elif unknown == MAX_UNKNOWN + 1:
+                extra = sum(1 for k in mapping if k not in fields and k not in skip) - MAX_UNKNOWN
+                problems.append(Problem(node.key_where(key), f"and {extra:,} more unknown arguments",
+                                        "expected one of: " + ", ".join(fields)))
             ok = False
             continue
         try:
@@ -86,12 +101,29 @@ def parse_fields(cls, node: Node, problems: list[Problem], layer_parser=None, sk
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    order: int
+    default: Any
+    default_factory: Any
+
+
+@functools.cache   # per class: resolving annotations is the slowest step of a parse
+def _schema(cls) -> tuple[dict, dict]:
+    """(field → its annotation, field → _Field) of a dataclass's YAML arguments."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
+    return hints, {f.name: _Field(i, f.default, f.default_factory) for i, f in enumerate(fields)}
+
+
 def did_you_mean(word: str, choices) -> str:
     other = OTHER_NAMES.get(word.lower())
     if other and other[0] in choices:
         return other[1]
     if word in KERAS_NAMES and KERAS_NAMES[word] in choices:
         return f"did you mean '{KERAS_NAMES[word]}'? ('{word}' is Keras's name; cnnbuild says '{KERAS_NAMES[word]}')"
+    if OTHER_SPELLINGS.get(word) in choices:
+        return f"did you mean '{OTHER_SPELLINGS[word]}'?"
     by_plain = {str(c).lower().replace("_", ""): c for c in choices}   # ReLU → relu, SAME → same, LeakyReLU → leaky_relu
     if word.lower().replace("_", "") in by_plain:
         return f"did you mean '{by_plain[word.lower().replace('_', '')]}'?"
@@ -167,6 +199,8 @@ def coerce(node: Node, annotation, problems=None, layer_parser=None):
             return value
         words = [str(c) for c in choices]
         hint = did_you_mean(str(value), words) if isinstance(value, str) else "expected one of: " + ", ".join(words)
+        if annotation == Activation and isinstance(value, str):
+            raise Invalid(f"'{value}' is not an activation cnnbuild knows (they are {', '.join(words)})", hint)
         raise Invalid(f"must be one of {', '.join(words)}; got {_describe(value)}", hint)
     if origin in (Union, types.UnionType):
         options = typing.get_args(annotation)

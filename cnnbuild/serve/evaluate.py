@@ -174,8 +174,9 @@ def draw_confusion(result: Evaluation, path) -> None:
                 if matrix[i, j] or i == j:
                     ax.text(j, i, f"{matrix[i, j]:,}", ha="center", va="center", fontsize=size,
                             color="white" if shares[i, j] > 0.55 else "black")
-    ax.set_title(f"{Path(result.run).name}: accuracy {result.accuracy:.1%} "
-                 f"({result.correct:,} of {result.total:,} {result.unit})\n{result.data}", fontsize=11)
+    # titled as training_curves.png is: "RUN — what: data" (train.run.figure_title)
+    ax.set_title(f"{Path(result.run).resolve().name} — confusion matrix: {result.data}\naccuracy "
+                 f"{result.accuracy:.1%} ({result.correct:,} of {result.total:,} {result.unit})", fontsize=11)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -82,7 +82,15 @@ def default_destination(run_dir, format: str) -> Path:
 
 def export_run(run_dir, out=None, format: str = "savedmodel", tolerance: float = TOLERANCE) -> dict:
     """Export a run folder's trained model, verify the export, and move it into place.
-    Returns the manifest (also written as export.json in the export folder)."""
+    Returns the manifest (also written as export.json in the export folder). Writing into
+    the run folder (the default RUN/export/FORMAT) holds its lock: not while `train` runs."""
+    run, destination = Path(run_dir), Path(out) if out else default_destination(run_dir, format)
+    inside = run.is_dir() and destination.resolve().is_relative_to(run.resolve())
+    with runfolder.owned(run, "export") if inside else contextlib.nullcontext():
+        return _export_run(run_dir, out, format, tolerance)
+
+
+def _export_run(run_dir, out, format, tolerance) -> dict:
     if format not in FORMATS:
         raise UsageError(f"unknown export format '{format}': expected one of {', '.join(FORMATS)}")
     _check_extras(format)
@@ -590,8 +598,9 @@ def _check_extras(format: str, need=None) -> None:
     missing = [m for m in (need or EXTRAS.get(format, ())) if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(f"--format {format} needs the package{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
-                         f"which {'are' if len(missing) > 1 else 'is'} not installed: pip install 'cnnbuild[{format}]' "
-                         "(the default SavedModel export needs only TensorFlow)")
+                         f"which {'are' if len(missing) > 1 else 'is'} not installed: pip install -e '.[{format}]' from a checkout "
+                         f"(the -e keeps it editable), or pip install 'cnnbuild[{format}]' (the default SavedModel "
+                         "export needs only TensorFlow)")
 
 
 @contextlib.contextmanager

@@ -5,13 +5,21 @@ After every epoch the run *commits* it (`Commit`): one atomic checkpoint file ho
 weights, the optimizer state and the history so far, then history.csv. A SIGKILL at any
 moment therefore loses no completed epoch and trains none twice: on resume the newest
 usable checkpoint is the truth and history.csv is rewritten from it. Only the chief writes.
+
+Each checkpoint carries a sha256 of its arrays in its meta. One that cannot be read, or
+whose arrays do not match their checksum or the model's shapes, is skipped with a warning
+naming it, and the next older one is used; the run stops only when none is usable. A NaN
+epoch is refused before anything is written (`Commit.fail`), so no checkpoint holds one.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -28,8 +36,26 @@ class TrainingError(Exception):
     """Training stopped for a reason the user must act on (a NaN loss, a bad checkpoint)."""
 
 
+class DamagedCheckpoint(Exception):
+    """A checkpoint file that cannot be used; the message says why (without the path)."""
+
+
+def arrays_digest(values) -> str:
+    """sha256 over each array's dtype, shape and bytes, in order: what a checkpoint's meta
+    records, so a changed byte or a swapped array is noticed on reading."""
+    digest = hashlib.sha256()
+    for value in values:
+        value = np.ascontiguousarray(value)
+        digest.update(f"{value.dtype.str}{value.shape};".encode("ascii"))
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def checkpoint_bytes(meta, model_values, optimizer_values) -> bytes:
-    """One .npz: `meta` (JSON: epoch, history, …) and every model and optimizer value in order."""
+    """One .npz: `meta` (JSON: epoch, history, the arrays' sha256, …) and every model and
+    optimizer value in order."""
+    meta = {**meta, "sha256": arrays_digest(list(model_values) + list(optimizer_values)),
+            "counts": [len(model_values), len(optimizer_values)]}
     arrays = {"meta": np.array(json.dumps(meta))}
     arrays.update({f"model_{i:05d}": v for i, v in enumerate(model_values)})
     arrays.update({f"optimizer_{i:05d}": v for i, v in enumerate(optimizer_values)})
@@ -38,39 +64,81 @@ def checkpoint_bytes(meta, model_values, optimizer_values) -> bytes:
     return buffer.getvalue()
 
 
+# what reading a damaged .npz raises: a cut or flipped zip (BadZipFile, zlib.error, EOFError
+# for an empty file), garbage (ValueError: "pickled data"), a missing or odd member (KeyError)
+UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError)
+
+
 def read_checkpoint(path):
-    """(meta, model values, optimizer values) of a checkpoint file."""
-    with np.load(path, allow_pickle=False) as archive:
-        meta = json.loads(str(archive["meta"]))
-        model = [archive[k] for k in sorted(k for k in archive.files if k.startswith("model_"))]
-        optimizer = [archive[k] for k in sorted(k for k in archive.files if k.startswith("optimizer_"))]
+    """(meta, model values, optimizer values) of a checkpoint file whose arrays match the
+    checksum in its meta; raises DamagedCheckpoint saying what is wrong."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(str(archive["meta"]))
+            model = [archive[k] for k in sorted(k for k in archive.files if k.startswith("model_"))]
+            optimizer = [archive[k] for k in sorted(k for k in archive.files if k.startswith("optimizer_"))]
+    except UNREADABLE as e:
+        raise DamagedCheckpoint(f"cannot be read ({type(e).__name__}: {str(e) or 'no data'})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("history"), list) or not isinstance(meta.get("epoch"), int):
+        raise DamagedCheckpoint("its meta is not a cnnbuild checkpoint's (no epoch and history)")
+    if "sha256" in meta:        # checkpoints of cnnbuild before checksums have none; the zip's CRC guards those
+        if meta.get("counts") != [len(model), len(optimizer)]:
+            raise DamagedCheckpoint(f"holds {len(model)} model and {len(optimizer)} optimizer arrays, its meta "
+                                    f"says {meta.get('counts')}")
+        if arrays_digest(model + optimizer) != meta["sha256"]:
+            raise DamagedCheckpoint("its arrays do not match the sha256 recorded when it was written")
     return meta, model, optimizer
 
 
 def newest_usable(folder, shapes, say):
-    """(epoch, meta, model values, optimizer values) of the newest checkpoint that can be read
-    and holds only finite values, or None when the folder has none. `shapes`: the shapes of
-    the model's and then the optimizer's variables, which the checkpoint must fit."""
+    """(epoch, meta, model values, optimizer values) of the newest checkpoint that can be read,
+    matches its checksum, fits `shapes` (the model's and then the optimizer's variables) and
+    holds only finite values; None when the folder has no checkpoint. Each one passed over
+    is named in a warning; when none is usable the run stops, saying why each was refused."""
     epochs = runfolder.checkpoint_epochs(folder)      # newest first
+    refused = []
     for epoch in epochs:
         path = runfolder.checkpoint_path(folder, epoch)
         try:
             meta, model_values, optimizer_values = read_checkpoint(path)
-        except (OSError, ValueError, KeyError) as e:
-            say(f"warning: {path} cannot be read ({e}); trying an older checkpoint")
+            if meta["epoch"] != epoch:
+                raise DamagedCheckpoint(f"holds epoch {meta['epoch']}, not {epoch}")
+            mismatch = _shape_mismatch([tuple(v.shape) for v in model_values + optimizer_values], shapes,
+                                       len(model_values))
+            if mismatch:
+                raise DamagedCheckpoint(f"does not fit this model: {mismatch}")
+            if not all(np.all(np.isfinite(v)) for v in model_values + optimizer_values):
+                raise DamagedCheckpoint("holds NaN or infinite values")
+        except DamagedCheckpoint as e:
+            refused.append(f"{path.name} {e}")
+            say(f"warning: {path} {e}; trying an older checkpoint" if epoch != epochs[-1]
+                else f"warning: {path} {e}")
             continue
-        if not all(np.all(np.isfinite(v)) for v in model_values + optimizer_values):
-            say(f"warning: {path} holds NaN or infinite values; trying an older checkpoint")
-            continue
-        stored = [tuple(v.shape) for v in model_values + optimizer_values]
-        if stored != shapes:
-            raise TrainingError(f"{path} does not fit this model ({len(stored)} stored values, {len(shapes)} needed)\n"
-                                f"  hint: train into a new folder with --out")
         return epoch, meta, model_values, optimizer_values
     if epochs:
-        raise TrainingError(f"{folder}: no usable checkpoint (all are unreadable or hold NaN values)\n"
-                            f"  hint: delete {folder / runfolder.CHECKPOINTS} to start over")
+        raise TrainingError(f"{folder}: no usable checkpoint: " + "; ".join(refused) + "\n"
+                            f"  hint: move {folder / runfolder.CHECKPOINTS} aside (or delete it) and rerun to start "
+                            f"over, or train into a new folder with --out")
     return None
+
+
+def _shape_mismatch(stored, needed, model_count) -> str:
+    """'' when the stored arrays' shapes are the variables'; else the first difference, in words.
+
+    >>> _shape_mismatch([(3, 3, 1, 8), (8,)], [(3, 3, 1, 8), (8,)], 2)
+    ''
+    >>> _shape_mismatch([(3, 3, 1, 4), (8,)], [(3, 3, 1, 8), (8,)], 2)
+    'model array 0 has shape (3, 3, 1, 4), the variable needs (3, 3, 1, 8)'
+    >>> _shape_mismatch([(8,)], [(3, 3, 1, 8), (8,)], 1)
+    'it holds 1 arrays where the model and optimizer have 2 variables'
+    """
+    if len(stored) != len(needed):
+        return f"it holds {len(stored)} arrays where the model and optimizer have {len(needed)} variables"
+    for i, (have, need) in enumerate(zip(stored, needed)):
+        if have != need:
+            part, index = ("model", i) if i < model_count else ("optimizer", i - model_count)
+            return f"{part} array {index} has shape {have}, the variable needs {need}"
+    return ""
 
 
 def prune(folder, newest, best=None):
@@ -172,15 +240,22 @@ class History:
 class Commit:
     """Makes an epoch durable; called by the loop after each one, returns True to stop
     (early stopping). Rows' `seconds` run from the previous commit (or `begin`), so they add
-    up to the whole run's time; images/second counts the training part of the epoch only."""
+    up to the whole run's time; images/second counts the training part of the epoch only.
+    Each checkpoint also records the run's wall time so far (`wall_before`, the earlier
+    sessions', plus this session's since `started`) and the schedule's cosine cycle."""
 
     def __init__(self, tf, folder, plan, section, model, optimizer, schedule, history: History, images_per_epoch,
-                 out, tty):
+                 out, tty, started, wall_before=0.0, events=None):
         self.folder, self.plan, self.section, self.history = folder, plan, section, history
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.images_per_epoch, self.out, self.tty = images_per_epoch, out, tty
+        self.started, self.wall_before, self.events = started, wall_before, events
         self.sync_replicas = replica_state_sync(tf, plan.strategy, model)
         self.mark = time.perf_counter()
+
+    def wall_time(self) -> float:
+        """The run's wall time up to now, summed over the sessions that trained it."""
+        return round(self.wall_before + time.time() - self.started, 3)
 
     def begin(self):
         """The first epoch's clock starts now."""
@@ -208,11 +283,14 @@ class Commit:
         if self.plan.chief:
             optimizer_values = [np.asarray(local_copies(v)[0]) for v in self.optimizer.variables]
             meta = {"epoch": epoch, "history": history.rows, "stopped": history.stopped,
-                    "best_epoch": history.best_epoch()}
+                    "best_epoch": history.best_epoch(), "wall_time_seconds": self.wall_time(),
+                    "schedule_cycle": [self.schedule.first_epoch, self.schedule.last_epoch]}
             runfolder.atomic_write(runfolder.checkpoint_path(self.folder, epoch),
                                    checkpoint_bytes(meta, model_values, optimizer_values))
             runfolder.atomic_write(self.folder / runfolder.HISTORY, runfolder.history_text(history.rows))
             prune(self.folder, epoch, best=history.restored_epoch())
+            if self.events is not None:
+                self.events.epoch(row)
             if not self.tty:
                 print(self.epoch_line(row), file=self.out, flush=True)
         self.mark = time.perf_counter()

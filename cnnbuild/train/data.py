@@ -2,12 +2,15 @@
 
     load_data(spec, output_shape) → Loaded     read and check every source (sources.py names
                                               bad files), split off validation data
-    Pipeline(loaded, spec, …)  (pipeline.py)  tf.data: decode → preprocess → cache → shuffle
+    Pipeline(loaded, spec, …)  (pipeline.py)  tf.data: decode → preprocess → (cache) → shuffle
                                               → batch → augment (AUTOTUNE) → prefetch
+    bench_input(spec)                         the pipeline alone, timed (`cnnbuild data bench`)
 
-Bad data is found before training starts, not in the middle of an epoch: files are decoded
-once up front (Keras's image_dataset_from_directory would fail only while iterating), and
-each failure names the file. With `on_bad: skip` bad items are left out and counted.
+Bad data is found before training starts where that needs no decoding: a missing path or
+an empty class folder before TensorFlow loads (check/data.py), an unreadable file or one
+whose channels do not fit from its header (sources.py), each named; with `on_bad: skip` left
+out and counted. Damaged pixel data behind a good header is skipped and counted while
+training (pipeline.py), never a crash.
 """
 from __future__ import annotations
 
@@ -89,3 +92,35 @@ def load_data(spec, output_shape) -> Loaded:
 
 def _name(source) -> str:
     return source.kind if source.location is None else f"{source.kind} {source.location}"
+
+
+def bench_input(spec, batches=50, out=None) -> dict:
+    """Time the input pipeline alone (read, decode, preprocess, augment; no model): the first
+    batch (start-up) and then `batches` batches. Returns images per second and the pipeline's
+    description, so a user sees whether input or compute is the bottleneck."""
+    import time
+
+    from ..augment import make_augment
+    from ..check import infer
+    from ..check.data import precheck
+    from .pipeline import Pipeline
+    report = infer(spec)
+    if not report.valid:
+        raise SpecError(report.errors)
+    precheck(spec.data, report.output)
+    started = time.perf_counter()
+    import tensorflow as tf
+    tf.random.set_seed(spec.train.seed + 1)     # as train does: a graph-level seed of 0 breaks epoch seeds
+    loaded = load_data(spec, report.output)
+    augment = make_augment(spec.augment, spec.input, loaded.task, loaded.label_shape)
+    pipeline = Pipeline(loaded, spec.input, spec.train.batch_size, spec.train.seed, augment=augment, data=spec.data,
+                        folder=out)
+    iterator = iter(pipeline.train_epochs(0, 10 ** 6))
+    next(iterator)
+    first = time.perf_counter() - started
+    began, images = time.perf_counter(), 0
+    for _ in range(batches):
+        images += int(next(iterator)[0].shape[0])
+    seconds = time.perf_counter() - began
+    return {"images": images, "seconds": round(seconds, 3), "images_per_second": images / seconds if seconds else None,
+            "first_batch_seconds": round(first, 3), "pipeline": pipeline.describe(), "data": loaded.describe()}

@@ -23,16 +23,24 @@ def precision_policy(mixed_precision, accelerator) -> str:
 
 
 def make_schedule(keras, section, steps_per_epoch, epochs):
-    """The learning rate at each optimizer step, from the `schedule:` section."""
+    """The learning rate at each optimizer step, from the `schedule:` section. A cosine
+    schedule decays over one *cycle*, from epoch 0 to `epochs`; `restart` starts a new one
+    (a finished run given more epochs), from the base rate without the warm-up again."""
     import tensorflow as tf
     base = section.optimizer.base_learning_rate
     schedule = section.schedule
-    warmup_steps = float(schedule.warmup * steps_per_epoch)
-    total_steps = float(max(epochs * steps_per_epoch, 1))
 
     class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+        first_epoch, last_epoch = 0, epochs       # the cosine cycle; read when the step is traced
+
+        def restart(self, first_epoch, last_epoch):
+            """Decay over epochs first_epoch+1 … last_epoch (set before training traces the step)."""
+            self.first_epoch, self.last_epoch = first_epoch, last_epoch
+
         def __call__(self, step):
-            step = tf.cast(step, tf.float32)
+            step = tf.cast(step, tf.float32) - float(self.first_epoch * steps_per_epoch)
+            warmup_steps = float(schedule.warmup * steps_per_epoch) if self.first_epoch == 0 else 0.0
+            total_steps = float(max((self.last_epoch - self.first_epoch) * steps_per_epoch, 1))
             after = tf.maximum(step - warmup_steps, 0.0)
             rate = tf.constant(base, tf.float32)
             if schedule.name == "step":
@@ -47,7 +55,8 @@ def make_schedule(keras, section, steps_per_epoch, epochs):
             return rate
 
         def get_config(self):
-            return {"base": base, "schedule": dataclasses.asdict(schedule), "steps_per_epoch": steps_per_epoch}
+            return {"base": base, "schedule": dataclasses.asdict(schedule), "steps_per_epoch": steps_per_epoch,
+                    "cycle": [self.first_epoch, self.last_epoch]}
     return Schedule()
 
 

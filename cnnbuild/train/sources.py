@@ -7,59 +7,83 @@
     tfrecord   an encoded image and a label (or an encoded mask) per record
     tfds       a prepared tensorflow-datasets dataset, downloaded only when asked
 
-Each reads and checks everything up front and returns a `Part`: bad data is found before
-training starts, and each failure names the file (with `on_bad: skip` the item is left
-out and counted instead).
+Each checks what it can before training starts and returns a `Part`. Arrays (digits,
+shapes, npz) are checked whole and stay in memory. Files are listed, never all decoded:
+each image file's header is read (PIL's Image.open reads no pixels), in parallel, so an
+unreadable file or one whose channels do not fit is named (or, with `on_bad: skip`, left
+out and counted); the pixels are decoded inside tf.data while training, where a file whose
+header is fine but whose data is corrupt is skipped and counted (pipeline.py).
 """
 from __future__ import annotations
 
-import glob
+import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
+from ..check.data import (IMAGE_SUFFIXES, PACK_INDEX, DataError, class_count_problem, class_folders,
+                          empty_class_folder, image_files, tfrecord_files)
 from ..errors import first_line
 from ..preprocess import channels_fit
-from ..parse.sections import TFRECORD_SUFFIXES
-from .images import (IMAGE_SUFFIXES, SHAPE_CLASSES, decode_image, generate_shapes, image_files, op_error_text,
-                     record_parser, resize_masks, try_all, unreadable_image)
+from .images import (SHAPE_CLASSES, decode_image, generate_shapes, image_header, op_error_text, record_parser,
+                     resize_masks)
+
+__all__ = ["DataError", "Part", "Reading", "SOURCES"]
 
 DIGITS_MAX = 16          # load_digits' pixel values are 0…16
-
-
-class DataError(Exception):
-    """The data cannot be used; the message names the file (and how to fix it)."""
+HEADER_THREADS = 16      # header reads wait on the disk more than on the CPU
 
 
 @dataclass(frozen=True)
 class Part:
     """One split (train or validation) before decoding. Item i is row i of `columns`
-    (equal-length arrays or lists by name: image and label, path and label, record, or
-    position in a tfds split); `dataset(columns)` turns the rows into a tf.data.Dataset of
-    (uint8 image [h, w, c], label or mask). `classes`: the class names in label order."""
+    (equal-length arrays by name: image and label, path and label, or position in a
+    tfrecord or tfds source). `classes`: the class names in label order.
+
+    How rows become (uint8 image [h, w, c], label or mask): `decode` (row → pair, inside
+    tf.data, for files read in any order), or `stream` (columns → dataset, for records read
+    in their stored order), or neither (the rows already hold the image and label)."""
 
     columns: dict
-    dataset: Callable
     classes: list
+    decode: Optional[Callable] = None
+    stream: Optional[Callable] = None
+    files: int = 0                       # record files (shards) a stream reads
+    share: Optional[Callable] = None     # (worker, workers) → the Part of this worker's own files
 
     @property
     def count(self) -> int:
         return len(next(iter(self.columns.values())))
+
+    @property
+    def in_memory(self) -> bool:
+        return self.decode is None and self.stream is None
+
+    def dataset(self, order_seed=None):
+        """tf.data of (image, label); `order_seed` shuffles the rows (the file list) first."""
+        import tensorflow as tf
+        if self.stream is not None:
+            return self.stream(self.columns)
+        rows = tf.data.Dataset.from_tensor_slices(self.columns)
+        if order_seed is not None:
+            rows = rows.shuffle(self.count, seed=order_seed, reshuffle_each_iteration=False)
+        if self.decode is None:
+            return rows.map(lambda row: (row["image"], row["label"]))
+        return rows.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def worker_part(self, worker: int, workers: int) -> "Part":
+        """This worker's own shards, for multi-worker runs (FILE sharding); needs files >= workers."""
+        return self.share(worker, workers, self.columns)
 
     def select(self, indices) -> "Part":
         """The items at `indices`, in stored order (for the validation split)."""
         indices = np.sort(np.asarray(indices, dtype=np.int64))
         return replace(self, columns={name: column[indices] if isinstance(column, np.ndarray)
                                       else [column[i] for i in indices] for name, column in self.columns.items()})
-
-
-def _in_memory(columns):
-    """Arrays already decoded: (images, labels) as they are."""
-    import tensorflow as tf
-    return tf.data.Dataset.from_tensor_slices((columns["image"], columns["label"]))
 
 
 @dataclass
@@ -87,11 +111,9 @@ class Reading:
                         ("\n  hint: set data.on_bad: skip to leave such files out" if not hint else ""))
 
     def classes_must_match(self, what, names):
-        if len(names) != self.labels:
-            listed = ", ".join(names[:6]) + (", …" if len(names) > 6 else "")
-            raise DataError(f"{what} has {len(names)} classes ({listed}), but the model's last layer has "
-                            f"{self.outputs} output{'s' if self.outputs > 1 else ''}\n  hint: give the last layer "
-                            f"{len(names)} units (or filters), or use data that matches it")
+        problem = class_count_problem(what, names, self.outputs)
+        if problem:
+            raise DataError(problem)
 
     def check_channels(self, file, have):
         channels = self.input_shape[2]
@@ -111,24 +133,19 @@ class Reading:
         return ~wrong
 
     def scan_images(self, paths) -> list:
-        """Decode every file once, in parallel, with the decoder the pipeline uses; report the
-        ones that fail or whose channels do not fit. Returns the indices of the good ones."""
-        if not paths:
-            return []
-        import tensorflow as tf
-        results, errors = try_all(paths, lambda p: tf.shape(decode_image(p)))
+        """Read every file's header (format, channels; no pixels), in parallel; report the ones
+        that cannot be read or whose channels do not fit. Returns the indices of the good ones."""
+        with ThreadPoolExecutor(HEADER_THREADS) as pool:
+            headers = list(pool.map(image_header, paths, chunksize=64))
         good = []
-        for i, path in enumerate(paths):
-            if i in errors:
-                self.bad(path, unreadable_image(errors[i]), "replace or delete the file, or set data.on_bad: skip to "
-                                                            "leave such files out")
-                continue
-            shape = results[i]
-            if not channels_fit(int(shape[-1]), self.input_shape[2]):
-                self.bad(path, f"has {int(shape[-1])} channels; the spec's input has {self.input_shape[2]} "
+        for i, (path, (channels, reason)) in enumerate(zip(paths, headers)):
+            if reason is not None:
+                self.bad(path, reason, "replace or delete the file, or set data.on_bad: skip to leave such files out")
+            elif not channels_fit(channels, self.input_shape[2]):
+                self.bad(path, f"has {channels} channels; the spec's input has {self.input_shape[2]} "
                                "(1, 3 or 4 channels convert to 1 or 3)")
-                continue
-            good.append(i)
+            else:
+                good.append(i)
         return good
 
     def read_mask(self, path):
@@ -188,7 +205,7 @@ def read_digits(data, reading: Reading, seed) -> Part:
     images = np.round(digits.images * (255.0 / DIGITS_MAX)).astype(np.uint8)[..., None]
     classes = [str(i) for i in range(10)]
     reading.classes_must_match("digits", classes)
-    return Part({"image": images, "label": digits.target.astype(np.int32)}, _in_memory, classes)
+    return Part({"image": images, "label": digits.target.astype(np.int32)}, classes)
 
 
 @source("shapes")
@@ -199,12 +216,12 @@ def read_shapes(data, reading: Reading, seed) -> Part:
     if reading.task == "classification":
         classes = list(SHAPE_CLASSES)
         reading.classes_must_match("shapes", classes)
-        return Part({"image": images, "label": labels}, _in_memory, classes)
+        return Part({"image": images, "label": labels}, classes)
     if reading.labels == 2:                     # foreground / background
-        return Part({"image": images, "label": (masks > 0).astype(np.uint8)}, _in_memory, ["background", "shape"])
+        return Part({"image": images, "label": (masks > 0).astype(np.uint8)}, ["background", "shape"])
     classes = ["background", *SHAPE_CLASSES]
     reading.classes_must_match("shapes masks", classes)
-    return Part({"image": images, "label": masks}, _in_memory, classes)
+    return Part({"image": images, "label": masks}, classes)
 
 
 @source("npz")
@@ -264,7 +281,7 @@ def read_npz(data, reading: Reading, seed) -> Part:
         classes = stored_classes
     else:
         classes = [str(i) for i in range(reading.labels)]
-    return Part({"image": x, "label": y.astype(np.int32)}, _in_memory, classes)
+    return Part({"image": x, "label": y.astype(np.int32)}, classes)
 
 
 def _as_uint8(x, path) -> np.ndarray:
@@ -280,11 +297,15 @@ def _as_uint8(x, path) -> np.ndarray:
     return np.round(x).astype(np.uint8)
 
 
-def _decoded_files(columns):
-    """Image files, decoded as they are read: (image, label or mask)."""
-    import tensorflow as tf
-    data = tf.data.Dataset.from_tensor_slices((columns["path"], columns["label"]))
-    return data.map(lambda path, label: (decode_image(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+def _path_column(paths) -> np.ndarray:
+    """File names as bytes (1 byte a character; numpy's str takes 4): 1.28 M ImageNet paths
+    are ~100 MB, the one part of a directory source that stays in memory."""
+    return np.asarray([os.fsencode(p) for p in paths], dtype=bytes)
+
+
+def _decode_file(row):
+    """One row of a directory source → (the file decoded, its label or mask), inside tf.data."""
+    return decode_image(row["path"]), row["label"]
 
 
 @source("directory")
@@ -295,9 +316,11 @@ def read_directory(data, reading: Reading, seed) -> Part:
         raise DataError(f"{root}: no such folder")
     if not root.is_dir():
         raise DataError(f"{root}: is not a folder")
+    if (root / PACK_INDEX).is_file():
+        return read_packed(data, root, reading)
     if reading.task == "segmentation":
         return _image_and_mask_folders(root, reading)
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = class_folders(root)
     if not folders:
         raise DataError(f"{root}: has no class sub-folders\n  hint: put each class's images in its own folder: "
                         f"{root}/cat/1.png, {root}/dog/1.png")
@@ -306,13 +329,15 @@ def read_directory(data, reading: Reading, seed) -> Part:
     paths, labels = [], []
     for label, folder in enumerate(folders):
         files = image_files(folder)
+        if not files and not reading.skip:
+            raise DataError(empty_class_folder(folder))
         if not files:
-            reading.bad(folder, f"class folder '{folder.name}' has no images ({', '.join(IMAGE_SUFFIXES)})",
-                        "add images, or remove the folder")
+            reading.skipped.append((str(folder), f"class folder '{folder.name}' has no images"))
         paths += files
         labels += [label] * len(files)
     good = reading.scan_images(paths)
-    return Part({"path": [paths[i] for i in good], "label": np.asarray(labels, np.int32)[good]}, _decoded_files, classes)
+    return Part({"path": _path_column([paths[i] for i in good]), "label": np.asarray(labels, np.int32)[good]},
+                classes, decode=_decode_file)
 
 
 def _image_and_mask_folders(root, reading: Reading) -> Part:
@@ -346,62 +371,126 @@ def _image_and_mask_folders(root, reading: Reading) -> Part:
     paths = [paths[i] for i in keep]
     if not paths:
         raise DataError(f"{root}: no usable image and mask pairs")
-    return Part({"path": paths, "label": np.stack(masks)}, _decoded_files,
-                ["background"] + [f"class_{i}" for i in range(1, reading.labels)])
+    return Part({"path": _path_column(paths), "label": np.stack(masks)},
+                ["background"] + [f"class_{i}" for i in range(1, reading.labels)], decode=_decode_file)
 
 
 @source("tfrecord")
 def read_tfrecord(data, reading: Reading, seed) -> Part:
-    """Records with an encoded image and a label (or an encoded mask)."""
+    """Records with an encoded image and a label (or an encoded mask). Each record is read
+    once here to check its features, its image header and its label (nothing is decoded
+    and nothing kept); training streams the files again in their stored order."""
     import tensorflow as tf
     pattern = data.location
-    if os.path.isdir(pattern):
-        files = sorted(f for f in glob.glob(os.path.join(pattern, "*")) if f.lower().endswith(TFRECORD_SUFFIXES))
-    else:
-        files = sorted(glob.glob(pattern))
+    if os.path.isfile(os.path.join(pattern, PACK_INDEX)):
+        return read_packed(data, Path(pattern), reading)
+    files = tfrecord_files(pattern)
     if not files:
         raise DataError(f"{pattern}: no such file" + (" (no .tfrecord files in the folder)" if os.path.isdir(pattern) else ""))
-    parse = record_parser(data, reading.task)
-    records, where = [], []
+    label_key = data.mask_feature if reading.task == "segmentation" else data.label_feature
+    hint = (f"records need features '{data.image_feature}' (encoded image bytes) and '{label_key}'"
+            f"{' (encoded PNG)' if reading.task == 'segmentation' else ' (int64)'}; set data.image_feature / "
+            f"data.{'mask' if reading.task == 'segmentation' else 'label'}_feature to your names")
+    counts, keep = [], []
     for file in files:
         count = 0
         try:
-            for raw in tf.data.TFRecordDataset(file):
-                records.append(raw.numpy())
-                where.append(f"{file}: record {count}")
+            for raw in tf.data.TFRecordDataset(file).as_numpy_iterator():
+                reason = _record_problem(raw, data, reading, label_key)
+                if reason is not None:
+                    reading.bad(f"{file}: record {count}", reason, hint if reason.startswith("cannot be read") else "")
+                keep.append(reason is None)
                 count += 1
         except tf.errors.OpError as e:
             reading.bad(file, f"is damaged after {count} records: {op_error_text(e)}")
-    if not records:
+        counts.append(count)
+    if not keep:
         raise DataError(f"{pattern}: holds no records")
+    return _records_part(files, counts, np.flatnonzero(keep), record_parser(data, reading.task),
+                         [str(i) for i in range(reading.labels)])
 
-    def check(raw):
-        image, label = parse(raw)
-        return tf.shape(image), tf.reduce_min(label), tf.reduce_max(label)
-    results, errors = try_all(records, check)
-    good = []
-    for i, place in enumerate(where):
-        if i in errors:
-            reading.bad(place, f"cannot be read: {errors[i]}",
-                        f"records need features '{data.image_feature}' (encoded image bytes) and "
-                        f"'{data.mask_feature if reading.task == 'segmentation' else data.label_feature}'"
-                        f"{' (encoded PNG)' if reading.task == 'segmentation' else ' (int64)'}; set data.image_feature / "
-                        f"data.{'mask' if reading.task == 'segmentation' else 'label'}_feature to your names")
-            continue
-        shape, low, high = results[i]
-        if not channels_fit(int(shape[-1]), reading.input_shape[2]):
-            reading.bad(place, f"image has {int(shape[-1])} channels; the spec's input has {reading.input_shape[2]}")
-            continue
-        if low < 0 or high >= reading.labels:
-            value = low if low < 0 else high
-            reading.bad(place, f"{'label' if reading.task == 'classification' else 'mask value'} {value} is not a "
-                               f"class of the model's {reading.outputs} outputs (0…{reading.labels - 1})")
-            continue
-        good.append(i)
 
-    def parsed(columns):
-        return tf.data.Dataset.from_tensor_slices(columns["record"]).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-    return Part({"record": [records[i] for i in good]}, parsed, [str(i) for i in range(reading.labels)])
+def _record_problem(raw, data, reading, label_key):
+    """What is wrong with one serialised tf.train.Example, or None (image header only)."""
+    import tensorflow as tf
+    from PIL import Image
+    try:
+        features = tf.train.Example.FromString(raw).features.feature
+        image = features[data.image_feature].bytes_list.value[0]
+        if reading.task == "segmentation":
+            with Image.open(io.BytesIO(features[label_key].bytes_list.value[0])) as mask_file:
+                values = np.asarray(mask_file)
+            low, high = int(values.min()), int(values.max())
+        else:
+            low = high = int(features[label_key].int64_list.value[0])
+    except Exception as e:          # a missing feature (IndexError, KeyError), a damaged mask, bad bytes
+        return f"cannot be read: {first_line(str(e)) or type(e).__name__}"
+    channels, reason = image_header(io.BytesIO(image))
+    if reason is not None:
+        return f"cannot be read: {reason}"
+    if not channels_fit(channels, reading.input_shape[2]):
+        return f"image has {channels} channels; the spec's input has {reading.input_shape[2]}"
+    if low < 0 or high >= reading.labels:
+        value = low if low < 0 else high
+        return (f"{'label' if reading.task == 'classification' else 'mask value'} {value} is not a "
+                f"class of the model's {reading.outputs} outputs (0…{reading.labels - 1})")
+    return None
+
+
+def _records_part(files, counts, positions, parse, classes) -> Part:
+    """The records at `positions` (numbered across `files`, which hold `counts` records each),
+    streamed in stored order; a file's damaged tail (past its count) is never read."""
+    total = int(sum(counts))
+
+    def stream(columns):
+        import tensorflow as tf
+        records = tf.data.Dataset.from_tensor_slices((list(files), np.asarray(counts, np.int64)))
+        records = records.flat_map(lambda file, count: tf.data.TFRecordDataset(file).take(count))
+        return _selected(records, columns["record"], total).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def share(worker, workers, columns):
+        """Files worker, worker + workers, … and the selected records in them, renumbered."""
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        mine = list(range(worker, len(files), workers))
+        local, offset = [], 0
+        for f in mine:
+            inside = columns["record"][(columns["record"] >= starts[f]) & (columns["record"] < starts[f + 1])]
+            local.append(inside - starts[f] + offset)
+            offset += counts[f]
+        return _records_part([files[f] for f in mine], [counts[f] for f in mine],
+                             np.concatenate(local) if local else np.zeros(0, np.int64), parse, classes)
+    return Part({"record": np.asarray(positions, np.int64)}, classes, stream=stream, files=len(files), share=share)
+
+
+def _selected(dataset, positions, total):
+    """The items of `dataset` (of `total` items) at `positions`: all of them, or a filter."""
+    import tensorflow as tf
+    if len(positions) == total:
+        return dataset
+    keep = np.zeros(total, bool)
+    keep[positions] = True
+    keep = tf.constant(keep)
+
+    def wanted(i, item):
+        return tf.gather(keep, i)
+
+    def item_only(i, item):
+        return item
+    return dataset.enumerate().filter(wanted).map(item_only)
+
+
+def read_packed(data, root, reading: Reading) -> Part:
+    """A folder `cnnbuild data pack` wrote: shards of checked records and index.json (classes,
+    counts, image size, the records in each shard); nothing is read up front but the index."""
+    from .pack import read_index
+    index = read_index(root)
+    if reading.task != index["task"]:
+        raise DataError(f"{root}: was packed for {index['task']}, but the model does {reading.task}")
+    reading.classes_must_match(str(root), index["classes"])
+    reading.check_channels(root, index["channels"])
+    files = [str(root / shard["file"]) for shard in index["shards"]]
+    counts = [shard["count"] for shard in index["shards"]]
+    return _records_part(files, counts, np.arange(sum(counts)), record_parser(data, reading.task), index["classes"])
 
 
 @source("tfds")
@@ -449,15 +538,8 @@ def read_tfds(data, reading: Reading, seed) -> Part:
 
     def kept(columns):
         """The split's items at the selected positions (all of them unless split for validation)."""
-        import tensorflow as tf
-        data, positions = split, columns["position"]
-        if len(positions) < total:
-            keep = np.zeros(total, bool)
-            keep[positions] = True
-            keep = tf.constant(keep)
-            data = data.enumerate().filter(lambda i, item: tf.gather(keep, i)).map(lambda i, item: item)
-        return data
-    return Part({"position": np.arange(total)}, kept, classes)
+        return _selected(split, columns["position"], total)
+    return Part({"position": np.arange(total)}, classes, stream=kept)
 
 
 def _tfds_prepared(builder) -> bool:

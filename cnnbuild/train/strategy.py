@@ -123,13 +123,36 @@ def tpu_hinted() -> bool:
                 or os.path.exists("/dev/vfio/0"))
 
 
+def _workers(config) -> int:
+    return sum(len(v) for k, v in config.get("cluster", {}).items() if k in ("worker", "chief"))
+
+
+def _is_chief(task_type, task_id, cluster) -> bool:
+    """The chief of a multi-worker cluster: the task named chief, else worker 0."""
+    return task_type == "chief" or (task_type in ("worker", None) and (task_id or 0) == 0 and "chief" not in cluster)
+
+
+def writes_run_folder(train_section) -> bool:
+    """Whether this process will write the run folder: false only for the non-chief workers
+    of a multi-worker run. Read from TF_CONFIG without TensorFlow, so the folder can be
+    locked before anything starts (`make_plan` decides the same way)."""
+    config = _tf_config()
+    kind = train_section.strategy
+    if kind == "auto":
+        kind = "multi_worker" if not tpu_hinted() and _workers(config) > 1 else "default"
+    if kind != "multi_worker":
+        return True
+    task = config.get("task") or {}
+    return _is_chief(task.get("type"), task.get("index"), config.get("cluster", {}))
+
+
 def make_plan(train_section, tf) -> Plan:
     """Pick and create the strategy. Called before any other TensorFlow op: logical CPU
     devices and multi-worker collectives can only be configured at start-up."""
     kind = train_section.strategy
     gpus = tf.config.list_physical_devices("GPU")
     config = _tf_config()
-    workers = sum(len(v) for k, v in config.get("cluster", {}).items() if k in ("worker", "chief"))
+    workers = _workers(config)
     if kind == "auto":
         if tpu_hinted():
             kind = "tpu"
@@ -152,7 +175,7 @@ def make_plan(train_section, tf) -> Plan:
         resolver = strategy.cluster_resolver
         task_type, task_id = resolver.task_type, resolver.task_id
         cluster = config.get("cluster", {})
-        chief = task_type == "chief" or (task_type in ("worker", None) and (task_id or 0) == 0 and "chief" not in cluster)
+        chief = _is_chief(task_type, task_id, cluster)
         index = (task_id or 0) + (1 if "chief" in cluster and task_type == "worker" else 0)
         return MultiWorkerPlan(kind, strategy, strategy.num_replicas_in_sync, chief, max(workers, 1), index, accelerator)
     # tpu

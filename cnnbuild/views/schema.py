@@ -30,7 +30,7 @@ from ..layers import REGISTRY
 DRAFT = "http://json-schema.org/draft-07/schema#"   # the draft yaml-language-server supports best
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"            # spec.NAME
 EXPRESSION = {"$ref": "#/definitions/expression"}
-SCALAR = {"type": ["string", "number", "boolean", "null"]}
+ANY_VALUE = {"description": "any YAML value: a number, a word, a list ([1, 7]) or a mapping"}
 
 
 def docs(cls) -> tuple[str, dict]:
@@ -265,7 +265,7 @@ class Generator:
         ]
         if blocks:
             use = {"anyOf": [{"type": "null"}, {"type": "object", "properties": self.common_keys(False),
-                                                "additionalProperties": SCALAR}],
+                                                "additionalProperties": ANY_VALUE}],
                    "description": "a use of a block from `blocks:`, with its parameters"}
             options += [
                 {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": use,
@@ -317,8 +317,12 @@ class Generator:
             "properties": {
                 "description": {"type": "string"},
                 "params": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN, "not": {"const": "index"}},
-                           "additionalProperties": SCALAR,
-                           "description": "parameter → default, or `required`; used as $name or ${expression}"},
+                           "additionalProperties": ANY_VALUE,
+                           "description": "parameter → default (any value; it may use earlier parameters), or "
+                                          "`required`; used as $name or ${expression}"},
+                "inputs": {"type": "array", "items": {"type": "string", "pattern": NAME_PATTERN}, "minItems": 1,
+                           "maxItems": 16, "uniqueItems": True,
+                           "description": "the names the block's inputs have inside it; a use lists as many in `inputs:`"},
                 "layers": {"allOf": [{"$ref": f"#/definitions/{layers}"}, {"minItems": 1}]},
             },
             "required": ["layers"],
