@@ -138,6 +138,14 @@ def check(p, args):
             print(Report.unparsed(e.problems).json())
             return 1
         raise
+    except UsageError as e:   # an unreadable file: under --json still one document, and exit 2
+        if args.json:
+            from .errors import Problem, Where
+            message, _, hint = str(e).partition("\n  hint: ")
+            print(Report.unparsed([Problem(Where(args.spec, 1, 1), message, hint)]).json())
+            print(f"cnnbuild check: {e}", file=sys.stderr)
+            return 2
+        raise
     report = infer(spec)
     from .check.data import data_problems
     data_errors = data_problems(spec.data, report.output, files_only=True) if report.valid else []

@@ -54,3 +54,27 @@ def _refuse(tf, x, count, channels):
     check = tf.debugging.Assert(False, ["image has", count, f"channels; the input needs {channels}"])
     with tf.control_dependencies([check]):
         return tf.zeros(tf.concat([tf.shape(x)[:-1], [channels]], 0), tf.float32)
+
+
+DARK, LIGHT = 64, 192   # a background darker than 64 of 255 is dark, lighter than 192 light; between: neither
+
+
+def background(pixels) -> float:
+    """An image's background level, 0…255: the mean of its outermost rows and columns over all
+    channels (a digit or a shape seldom touches the frame; the paper or the screen does).
+
+    >>> import numpy as np
+    >>> ink = np.zeros((8, 8, 1), np.uint8); ink[2:6, 3:5] = 255
+    >>> background(ink), background(255 - ink)
+    (0.0, 255.0)
+    """
+    import numpy as np
+    x = np.asarray(pixels, np.float64)
+    frame = np.concatenate([x[0].ravel(), x[-1].ravel(), x[:, 0].ravel(), x[:, -1].ravel()])
+    return float(frame.mean())
+
+
+def polarity(level: float) -> str | None:
+    """'light on dark' (a dark background), 'dark on light', or None for neither."""
+    return "light on dark" if level < DARK else "dark on light" if level > LIGHT else None
+

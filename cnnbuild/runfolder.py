@@ -32,6 +32,7 @@ METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 MODEL = "model.keras"
 CURVES = "training_curves.png"
+PROFILE = "data_profile.json"   # what the training images look like, for predict's warnings
 TENSORBOARD = "tensorboard"
 LOCK = ".lock"
 

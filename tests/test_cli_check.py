@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -230,3 +231,13 @@ def test_python_m_cnnbuild_cli_runs(spec_text):
     done = subprocess.run([sys.executable, "-m", "cnnbuild.cli", "check", str(spec_text(LENET))],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0 and "(32 − 5 + 2·0)/1 + 1 = 28" in done.stdout
+
+
+def test_json_even_for_an_unreadable_file(tmp_path, capsys):
+    """--json promises one document: a missing file or a FIFO gets one too (exit 2)."""
+    os.mkfifo(tmp_path / "fifo.yaml")
+    for path in (tmp_path / "missing.yaml", tmp_path / "fifo.yaml"):
+        assert main(["check", str(path), "--json"]) == 2
+        document = json.loads(capsys.readouterr().out)
+        assert document["valid"] is False and document["layers"] == []
+        assert document["errors"][0]["file"] == str(path) and str(path) in document["errors"][0]["message"]

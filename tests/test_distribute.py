@@ -148,3 +148,33 @@ def test_only_the_chief_locks_and_writes_the_run_folder(monkeypatch, config, str
         monkeypatch.setenv("TF_CONFIG", json.dumps(config))
     section = parse_spec(f"name: n\ninput: [8, 8, 1]\nlayers: [flatten]\ntrain: {{strategy: {strategy}}}\n").train
     assert writes_run_folder(section) is writes
+
+
+@pytest.mark.slow
+def test_two_workers_read_their_own_packed_shards(tmp_path):
+    """A packed folder (cnnbuild data pack) of 4 shards: each of the two workers reads its own
+    two files (no 'each worker reads every file' warning), and they end identical."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    np.savez(tmp_path / "digits.npz", x=np.round(digits.images * 255 / 16).astype(np.uint8)[..., None], y=digits.target)
+    packed = subprocess.run([sys.executable, "-m", "cnnbuild.cli", "data", "pack", str(tmp_path / "digits.npz"),
+                             "--out", str(tmp_path / "packed"), "--shards", "4"],
+                            capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=300)
+    assert packed.returncode == 0, packed.stderr
+    index = json.loads((tmp_path / "packed" / "index.json").read_text())
+    assert len(index["shards"]) == 4 and sum(shard["count"] for shard in index["shards"]) == len(digits.target)
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SPEC.replace("epochs: 2", "epochs: 1"))
+    ports = _free_ports(2)
+    workers = [f"127.0.0.1:{port}" for port in ports]
+    processes = [_train(spec, tmp_path / f"worker{i}", "--set", "train.strategy=multi_worker", "--data",
+                        str(tmp_path / "packed"), env=_env(TF_CONFIG=json.dumps(
+                            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})))
+                 for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr
+        assert "reads every file" not in stderr
+    digests = [re.search(r"weights sha256 ([0-9a-f]{64})", stdout).group(1) for stdout, _ in outputs]
+    assert digests[0] == digests[1]

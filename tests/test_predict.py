@@ -205,3 +205,32 @@ def test_segmentation_writes_a_mask_and_an_overlay_per_image(tmp_path, capsys):
     x = tf.image.resize(tf.constant(picture[None, ..., None], tf.float32), (32, 32)) / 255.0
     expected = np.asarray(Image.fromarray(np.argmax(model(x)[0], -1).astype(np.uint8)).resize((48, 40), Image.NEAREST))
     assert (mask == expected).mean() > 0.99
+
+
+def test_images_unlike_the_training_images_are_warned_about_once(tmp_path, capsys):
+    """The digits are light strokes on black, 8×8, grayscale (scikit-learn's); a user's black
+    ink on white, a large scan or an RGB file is named in one warning per kind of difference."""
+    spec = tmp_path / "digits.yaml"
+    spec.write_text("name: tiny_digits\ninput: [8, 8, 1]\ntrain: {epochs: 1}\nlayers:\n  - flatten\n"
+                    "  - dense: {units: 10, activation: softmax}\n")
+    assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 0
+    profile = json.loads((tmp_path / "run" / "data_profile.json").read_text())
+    assert profile["polarity"] == "light on dark" and (profile["height"], profile["width"], profile["channels"]) == (8, 8, 1)
+    from sklearn.datasets import load_digits
+    digit = np.round(load_digits().images[0] * 255 / 16).astype(np.uint8)   # light on dark, as trained
+    files = {"same.png": digit, "inverted.png": 255 - digit, "inverted2.png": 255 - digit,
+             "large.png": np.kron(digit, np.ones((40, 40), np.uint8)), "colour.png": np.stack([digit] * 3, -1)}
+    for name, pixels in files.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), *(str(tmp_path / n) for n in files)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3, warnings
+    polarity, = [w for w in warnings if "dark on light" in w]
+    assert "inverted.png" in polarity and "inverted2.png" in polarity and "same.png" not in polarity
+    size, = [w for w in warnings if "very different size" in w]
+    assert "large.png" in size and "8×8" in size
+    channels, = [w for w in warnings if "converted to grayscale" in w]
+    assert "colour.png" in channels
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "same.png")]) == 0
+    assert "warning" not in capsys.readouterr().err

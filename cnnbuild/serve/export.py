@@ -112,7 +112,8 @@ def _export_run(run_dir, out, format, tolerance) -> dict:
             "signature": SIGNATURE if format in ("savedmodel", "tflite") else None,
             "input": {"name": "images", "dtype": "uint8", "shape": [None, None, None, channels],
                       "training_size": list(run.image_shape[:2]), "training_channels": run.image_shape[2],
-                      "resize": "bilinear to the training size, inside the graph (cnnbuild.preprocess)"},
+                      "resize": "bilinear to the training size, inside the graph (cnnbuild.preprocess)",
+                      "training_images": _profile(run.folder)},
             "outputs": {"probabilities": "float32 [batch, classes]", "class_id": "int64 [batch]"}
             | ({"class_name": "string [batch]"} if format == "savedmodel" else {}),
             "classes": run.classes, "source": str(run.folder), "source_fingerprint": run.fingerprint,
@@ -132,6 +133,15 @@ def _export_run(run_dir, out, format, tolerance) -> dict:
                               f"--out") from None
         raise
     return manifest | {"path": str(destination)}
+
+
+def _profile(folder: Path) -> dict:
+    """The run's description of its training images (train/data.py image_profile), if it has one."""
+    try:
+        profile = runfolder.read_json(folder / runfolder.PROFILE)
+    except (OSError, ValueError):
+        return {}
+    return profile if isinstance(profile, dict) else {}
 
 
 def _may_replace(destination: Path, run_folder: Path, suggestion: Path) -> None:

@@ -54,9 +54,11 @@ class ImageError(Exception):
     """One file could not be read as an image."""
 
 
-def predict_files(model_path, files, top: int = 1, out="predictions") -> list[Prediction]:
+def predict_files(model_path, files, top: int = 1, out="predictions", warn=None) -> list[Prediction]:
     """Predict each file; unreadable files get a Prediction with `error` set. A segmentation
-    model's masks and overlays are written to the folder `out`."""
+    model's masks and overlays are written to the folder `out`. `warn(text)` is told, once
+    per kind, of files that differ from the training images in a way that matters (default:
+    printed to standard error)."""
     import numpy as np
 
     from .export import open_export
@@ -64,16 +66,19 @@ def predict_files(model_path, files, top: int = 1, out="predictions") -> list[Pr
         export = resolve_export(model_path, stack)
         runner = open_export(export)
         classes = runner.classes
-        predictions, batches = [], {}
+        profile = runner.manifest.get("input", {}).get("training_images") or {}
+        predictions, batches, unlike = [], {}, {}
         for name in files:
             prediction = Prediction(str(name))
             predictions.append(prediction)
             try:
-                image = read_image(name, runner.channels, runner.training_channels)
+                image = read_image(name, runner.channels, runner.training_channels, unlike=(profile, unlike))
             except ImageError as e:
                 prediction.error = str(e)
                 continue
             batches.setdefault(image.shape, []).append((prediction, image))
+        for text in unlike_training(profile, unlike):
+            (warn or _to_stderr)(text)
         written: set = set()
         for group in batches.values():
             probabilities, _ = runner(np.stack([image for _, image in group]))
@@ -155,7 +160,7 @@ def resolve_export(path, stack: ExitStack) -> Path:
     return temporary / "savedmodel"
 
 
-def read_image(path, channels: int | None = None, training_channels: int | None = None):
+def read_image(path, channels: int | None = None, training_channels: int | None = None, unlike=None):
     """A png / jpg / bmp / gif file → uint8 [height, width, channels], decoded by training's own
     decoder (`train.images.decode_image`: a GIF's first frame, 16-bit PNGs scaled to 8 bits).
 
@@ -183,9 +188,59 @@ def read_image(path, channels: int | None = None, training_channels: int | None 
     if wanted and not channels_fit(have, wanted):
         raise ImageError(f"{path}: has {have} channels{' (gray + alpha)' if have == 2 else ''}; the model takes "
                          f"{wanted} and can use files with 1 (grayscale), 3 (RGB) or 4 (RGBA) channels")
+    if unlike is not None:      # (the training images' profile, {difference: [files]}) to note differences in
+        for difference in differences(unlike[0], pixels):
+            unlike[1].setdefault(difference, []).append(str(path))
     if channels and have != channels:
         pixels = convert_channels(pixels, channels)
     return pixels
+
+
+SIZE_RATIO = 8      # an image 8× larger or smaller than the training images, on either side, is "very different"
+
+
+def differences(profile: dict, pixels) -> list[str]:
+    """How a file's pixels differ from the training images in a way that changes what the
+    model sees: the opposite polarity (dark ink on light paper for a model trained on light
+    strokes on black, as the digits are), a very different size, a channel conversion."""
+    from ..preprocess import background, polarity
+    if not profile:
+        return []
+    found = []
+    trained, own = profile.get("polarity"), polarity(background(pixels))
+    if trained and own and own != trained:
+        found.append("polarity")
+    height, width = pixels.shape[:2]
+    if profile.get("height") and profile.get("width"):
+        ratio = max(height / profile["height"], profile["height"] / height, width / profile["width"], profile["width"] / width)
+        if ratio >= SIZE_RATIO:
+            found.append("size")
+    if profile.get("channels") and pixels.shape[-1] != profile["channels"]:
+        found.append("channels")
+    return found
+
+
+def unlike_training(profile: dict, unlike: dict) -> list[str]:
+    """One warning per kind of difference, naming the files (the first three, then a count)."""
+    def files(names):
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    size = f"{profile.get('height')}×{profile.get('width')}"
+    gray = {1: "grayscale", 3: "RGB", 4: "RGBA"}
+    texts = {
+        "polarity": lambda names: f"{files(names)}: {'dark on light' if profile['polarity'] == 'light on dark' else 'light on dark'}"
+                                  f", but the model was trained on images {profile['polarity']} (their background is "
+                                  f"{profile['background']:.0f} of 255); it will likely misread them: invert them first",
+        "size": lambda names: f"{files(names)}: a very different size from the training images (typically {size}); "
+                              "the model sees them resized to its input, so crop them to the subject, filling the frame "
+                              "as the training images do",
+        "channels": lambda names: f"{files(names)}: converted to {gray.get(profile['channels'], profile['channels'])} "
+                                  "as the training images are; colour that mattered is lost",
+    }
+    return [f"warning: {texts[kind](names)}" for kind, names in unlike.items()]
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 MAX_PIXELS = 50_000_000   # a 50-megapixel photo; decoded as float32 RGB it is already 600 MB

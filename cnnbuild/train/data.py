@@ -124,3 +124,29 @@ def bench_input(spec, batches=50, out=None) -> dict:
     seconds = time.perf_counter() - began
     return {"images": images, "seconds": round(seconds, 3), "images_per_second": images / seconds if seconds else None,
             "first_batch_seconds": round(first, 3), "pipeline": pipeline.describe(), "data": loaded.describe()}
+
+
+PROFILE_SAMPLE = 64   # images read to describe the training set: enough for a median
+
+
+def image_profile(part) -> dict:
+    """What the training images look like, for predict to compare a user's files with: their
+    median size, their usual channel count, and their median background level and polarity
+    (preprocess.background: the digits are light strokes on a dark ground)."""
+    import numpy as np
+
+    from ..preprocess import background, polarity
+    sizes, channels, levels = [], [], []
+    # a file whose pixels are damaged is left out here as training leaves it out
+    for image, _ in part.dataset().ignore_errors().take(PROFILE_SAMPLE):
+        pixels = np.asarray(image)
+        sizes.append(pixels.shape[:2])
+        channels.append(pixels.shape[-1])
+        levels.append(background(pixels))
+    if not sizes:
+        return {}
+    level = float(np.median(levels))
+    return {"height": int(np.median([h for h, _ in sizes])), "width": int(np.median([w for _, w in sizes])),
+            "channels": max(set(channels), key=channels.count), "background": round(level, 1),
+            "polarity": polarity(level), "sampled": len(sizes)}
+

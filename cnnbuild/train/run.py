@@ -121,6 +121,9 @@ def _train(spec, report, folder, out, started) -> dict:
     # 7. the run folder
     if plan.chief:
         prepare_folder(folder, spec.resolved, loaded.classes)
+        if loaded.task == "classification":   # predict warns when a user's images differ from these
+            from .data import image_profile
+            runfolder.write_json(folder / runfolder.PROFILE, image_profile(loaded.train))
 
     # 8. compile: the schedule counts optimizer steps, so it needs the steps per epoch
     history = History(section.early_stopping)
