@@ -167,21 +167,26 @@ def test_an_image_too_large_to_decode_is_refused_from_its_header(run, pngs, tmp_
     assert captured.out.startswith(f"{pngs[0][0]}: ")
 
 
-SEGMENTATION_SPEC = """\
-name: tiny_segmenter
+# specs/unet.yaml in miniature: an encoder level, a bottleneck, upsampling and the skip concat
+UNET_SPEC = """\
+name: tiny_unet
 input: [32, 32, 1]
 data: {source: shapes, samples: 400}
 train: {epochs: 3, seed: 0}
 layers:
-  - conv: {filters: 8, kernel: 3, padding: same, activation: relu}
+  - conv: {name: enc1, filters: 8, kernel: 3, padding: same, activation: relu}
+  - max_pool: {name: pool1, size: 2}
+  - conv: {name: bottleneck, filters: 16, kernel: 3, padding: same, activation: relu}
+  - upsample: 2
+  - concat: {with: [enc1]}
   - conv: {filters: 8, kernel: 3, padding: same, activation: relu}
   - conv: {filters: 4, kernel: 1, activation: softmax}
 """
 
 
-def test_segmentation_writes_a_mask_and_an_overlay_per_image(tmp_path, capsys):
-    spec = tmp_path / "segmenter.yaml"
-    spec.write_text(SEGMENTATION_SPEC)
+def test_a_unet_run_predicts_a_mask_and_an_overlay_per_image(tmp_path, capsys):
+    spec = tmp_path / "unet.yaml"
+    spec.write_text(UNET_SPEC)
     assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 0
     picture = np.zeros((40, 48), np.uint8)          # not the training size: masks come back at the file's size
     picture[10:30, 12:32] = 255
