@@ -6,7 +6,6 @@ file) are made here; a small seeded fuzz test throws mutated zoo specs at the CL
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import os
@@ -168,55 +167,10 @@ ZOO_LIKE = [
       - dense: {units: 10, activation: softmax}
     """,
 ]
-VALUES = [0, -1, 1, 2, 3, 7, True, None, 2.5, 1e-3, "same", "valid", "reflect", "relu", "floor", [], {}, [1], [1, 2],
-          [[1, 0], [0, 1]], [[0, 1], [2]], 10**17, 10**30, "$filters", "${filters * 2}", "${1/0}", "${", "input", "conv",
-          -10**17, [-1], ["a", "b"], {"conv": {"filters": 2}}, "max_unpool", {"residual": {"body": []}}]
-KEYS = ["filters", "kernel", "stride", "padding", "name", "inputs", "with", "rounding", "trainable", "axis", "size", "units",
-        "times", "layers", "branches", "body", "shortcut", "pieces", "pool", "shape", "mode", "alpha", "groups",
-        "connections", "dilation", "budget", "blocks"]
-
-
-def _places(data, path=()):
-    yield path, data
-    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
-    for key, value in children:
-        yield from _places(value, path + (key,))
-
-
-def _mutate(rng, data):
-    """Change one to three places: replace a value, delete it, duplicate a list item, add or rename a key."""
-    for _ in range(rng.randint(1, 3)):
-        places = [p for p in _places(data) if p[0]]
-        path, node = rng.choice(places)
-        parent = data
-        for key in path[:-1]:
-            parent = parent[key]
-        key, roll = path[-1], rng.random()
-        if roll < 0.45:
-            parent[key] = copy.deepcopy(rng.choice(VALUES) if rng.random() < 0.8 else rng.choice(places)[1])
-        elif roll < 0.6:
-            del parent[key]
-        elif roll < 0.75 and isinstance(parent, list):
-            parent.insert(key, copy.deepcopy(parent[key]))
-        elif roll < 0.9 and isinstance(node, dict):
-            node[rng.choice(KEYS)] = copy.deepcopy(rng.choice(VALUES))
-        elif isinstance(parent, dict):
-            parent[rng.choice(KEYS + list(parent))] = parent.pop(key)
-    return data
-
-
-def _garble(rng, text):
-    """Break the YAML itself: drop, insert or copy characters."""
-    for _ in range(rng.randint(1, 3)):
-        i, roll = rng.randrange(len(text)), rng.random()
-        if roll < 0.4:
-            text = text[:i] + text[i + 1:]
-        elif roll < 0.8:
-            text = text[:i] + rng.choice(":-[]{}&*!|>'\"#\n\t 0$") + text[i:]
-        else:
-            j = rng.randrange(len(text))
-            text = text[:i] + text[j:j + 20] + text[i:]
-    return text
+# the mutators of bench/fuzz.py (tests/test_fuzz.py runs it over specs/ and tests/specs); here
+# over the small zoo-like specs above, through the whole command line
+sys.path.insert(0, str(ROOT / "bench"))
+import fuzz  # noqa: E402
 
 
 def test_fuzz_mutated_specs_never_crash(tmp_path, monkeypatch):
@@ -229,10 +183,11 @@ def test_fuzz_mutated_specs_never_crash(tmp_path, monkeypatch):
     for case in range(200):
         seed = rng.choice(seeds)
         if rng.random() < 0.7:
-            text = yaml.safe_dump(_mutate(rng, yaml.safe_load(seed)), sort_keys=False)
+            raw = yaml.safe_dump(fuzz.mutate_structure(rng, yaml.safe_load(seed)), sort_keys=False).encode("utf-8")
         else:
-            text = _garble(rng, seed)
-        path.write_text(text, encoding="utf-8")
+            raw = fuzz.mutate_bytes(rng, seed.encode("utf-8"))
+        path.write_bytes(raw)
+        text = raw.decode("utf-8", "replace")
         args = ["check", str(path)] + (["--json"] if case % 3 == 0 else [])
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             try:
