@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnnbuild.check.report import infer            # noqa: E402
+from cnnbuild.check import infer                   # noqa: E402  (a GanSpec gives a GanReport)
 from cnnbuild.cli import main                      # noqa: E402
 from cnnbuild.errors import SpecError, UsageError  # noqa: E402
 from cnnbuild.parse import load_spec               # noqa: E402

@@ -146,12 +146,16 @@ def check(p, args):
             print(f"cnnbuild check: {e}", file=sys.stderr)
             return 2
         raise
+    from .parse.gan import GanSpec
+    if isinstance(spec, GanSpec):   # both networks, then the pair (check/gan.py)
+        return _check_gan(spec, args)
     report = infer(spec)
     from .check.data import data_problems
     data_errors = data_problems(spec.data, report.output, files_only=True) if report.valid else []
     if args.json:
         import json
-        document = report.to_json() | ({"data_errors": data_errors} if data_errors else {})
+        # "valid" answers the exit code's question: a spec whose data is missing does not train
+        document = report.to_json() | ({"valid": False, "data_errors": data_errors} if data_errors else {})
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(format_table(report))
@@ -166,6 +170,23 @@ def check(p, args):
     return 0 if report.valid and not data_errors else 1
 
 
+def _check_gan(spec, args) -> int:
+    """`cnnbuild check GAN.yaml`: both networks' tables, then every error; or one JSON document."""
+    from .check.gan import format_gan_table, infer_gan
+    report = infer_gan(spec)
+    if args.json:
+        print(report.json())
+        return 0 if report.valid else 1
+    print(format_gan_table(report))
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for e in report.errors:
+        print(f"error: {e}", file=sys.stderr)
+    if report.valid:
+        print(f"{args.spec}: ok")
+    return 0 if report.valid else 1
+
+
 @command("summary", "build the Keras model and print the static table beside Keras's summary")
 def summary(p, args):
     if args is None:
@@ -174,7 +195,10 @@ def summary(p, args):
         return
     from .build import build_model, differences, keras_summary
     from .check.report import format_table, infer
+    from .parse.gan import GanSpec
     spec = _load(args.spec, args)
+    if isinstance(spec, GanSpec):   # each network's body, as any spec (the label's one-hot and join are not in it)
+        return _summary_gan(spec, args)
     report = infer(spec)
     print(format_table(report), flush=True)
     if not report.valid:
@@ -193,6 +217,31 @@ def summary(p, args):
           f"{report.non_trainable_params:,} non-trainable), output {list(report.output)}, and the output shapes of "
           f"all {top} top-level layers")
     return 0
+
+
+def _summary_gan(spec, args) -> int:
+    """`cnnbuild summary GAN.yaml`: the static table beside Keras's summary, for each network's body."""
+    from .build import build_model, differences, keras_summary
+    from .check.gan import infer_gan
+    from .check.report import format_table
+    report = infer_gan(spec)
+    if not report.valid:
+        raise SpecError(report.errors)
+    _quiet_tensorflow(args)
+    status = 0
+    for role, network in (("generator", spec.generator), ("discriminator", spec.discriminator)):
+        static = getattr(report, role)
+        print(f"── {role} " + "─" * 60 + f"\n{format_table(static)}", flush=True)
+        model = build_model(network, static)
+        print(keras_summary(model))
+        found = differences(static, model)
+        for difference in found:
+            print(f"  - the static check and Keras DIFFER: {difference}")
+        if not found:
+            print(f"the static check and Keras agree on the {role}: {static.params:,} parameters, output "
+                  f"{list(static.output)}\n")
+        status = status or (1 if found else 0)
+    return status
 
 
 @command("train", "train a spec's model on its data; resumes an unfinished run folder")
@@ -221,8 +270,10 @@ def train(p, args):
         overrides.append(given("train.tensorboard", True, "--tensorboard"))
     overrides += settings(args.sets)
     spec = with_budget(resolve_spec(args.spec, overrides), args.max_params, args.max_memory)
+    from .parse.gan import GanSpec
     try:
-        precheck_spec(spec)          # data mistakes knowable without TensorFlow, answered before it starts
+        if not isinstance(spec, GanSpec):   # a GAN's data: prechecked by train/gan.py, before TensorFlow too
+            precheck_spec(spec)      # data mistakes knowable without TensorFlow, answered before it starts
         _quiet_tensorflow(args)
         metrics = train_run(spec, out=args.out)
     except (DataError, TrainingError) as e:
@@ -265,6 +316,10 @@ def data(p, args):
         from .train.data import bench_input
         overrides = [given("data.source", args.data, "--data"), given("data.path", None, "--data")] if args.data else []
         spec = resolve_spec(args.spec, overrides)
+        from .parse.gan import GanSpec
+        if isinstance(spec, GanSpec):
+            raise UsageError(f"{args.spec} is a GAN spec; data bench times a classifier spec's input pipeline "
+                             "(give a spec with the same data: section)")
         precheck_spec(spec)
         _quiet_tensorflow(args)
         result = bench_input(spec, args.batches)
@@ -279,7 +334,8 @@ def data(p, args):
 @command("export", "export a trained run as a verified SavedModel (or keras, onnx, tflite)")
 def export(p, args):
     if args is None:
-        p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by cnnbuild train (e.g. runs/lenet5)")
+        p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by cnnbuild train (e.g. runs/lenet5); "
+                                                          "of a GAN run, the generator is exported (SavedModel)")
         p.add_argument("--out", help="destination (default RUN_DIR/export/FORMAT)")
         p.add_argument("--format", default="savedmodel", choices=["savedmodel", "keras", "onnx", "tflite"])
         return
@@ -287,8 +343,14 @@ def export(p, args):
     import time
 
     from .serve.export import LABELS, ExportError, export_run
+    from .serve.sample import is_gan_run
     try:
         start = time.perf_counter()
+        if is_gan_run(args.run_dir):      # a GAN run: its generator (serve/gan_export.py)
+            from .serve.gan_export import describe, export_generator
+            manifest = export_generator(args.run_dir, args.out, args.format)
+            print(describe(args.run_dir, manifest, time.perf_counter() - start))
+            return 0
         manifest = export_run(args.run_dir, args.out, args.format)
     except ExportError as e:
         print(f"cnnbuild export: error: {e}", file=sys.stderr)
@@ -300,6 +362,26 @@ def export(p, args):
           f"{'×'.join(map(str, manifest['input']['training_size']))})")
     print(f"verified with {check['runtime']}: max |export − Keras| = {check['max_abs_diff']:.2e} on {check['images']} "
           f"images (≤ {check['tolerance']:g}); two calls identical; {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+@command("sample", "pictures from a trained GAN: a PNG grid, or one PNG per sample")
+def sample(p, args):
+    if args is None:
+        p.add_argument("run_dir", metavar="RUN", help="a GAN run folder (cnnbuild train GAN_SPEC) or its export")
+        p.add_argument("--n", type=_positive_int, default=64,
+                       help="samples (default 64; a conditional run without --class makes ⌈N/K⌉ of each class)")
+        p.add_argument("--class", dest="class_name", metavar="K", help="of a conditional run: the class, by index or name")
+        p.add_argument("--seed", type=int, default=0, help="the noise seed (default 0: the same pictures every time)")
+        p.add_argument("--out", metavar="grid.png | DIR/", help="the grid PNG (default RUN/sample.png), or a folder "
+                                                               "(existing, or ending in /) for one PNG per sample")
+        return
+    _quiet_tensorflow(args)
+    from .serve.sample import sample_run
+    result = sample_run(args.run_dir, args.n, args.class_name, args.seed, args.out)
+    written = f"a grid: {result['path']}" if result["grid"] else f"{len(result['files'])} files in {result['path']}"
+    print(f"sampled {result['count']} images ({result['what']}, seed {result['seed']}, "
+          f"{'×'.join(map(str, result['image_shape']))}) from {result['run']} → {written}")
     return 0
 
 
@@ -342,7 +424,8 @@ def predict(p, args):
     return 2 if failed else 0
 
 
-@command("evaluate", "accuracy, per-class precision and recall, confusion matrix")
+@command("evaluate", "accuracy, per-class precision and recall, confusion matrix (of a GAN run: its samples, "
+                     "classified with --classifier)")
 def evaluate(p, args):
     if args is None:
         p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by cnnbuild train (e.g. runs/lenet5)")
@@ -351,6 +434,10 @@ def evaluate(p, args):
         p.add_argument("--out", metavar="FILE.png", help="the confusion-matrix picture (default RUN_DIR/confusion_matrix.png; "
                                                           "the figures go beside it as .json)")
         p.add_argument("--json", action="store_true", help="print the figures as one JSON document")
+        p.add_argument("--classifier", metavar="RUN_OR_EXPORT",
+                       help="of a GAN run: score its samples with this classifier (trained by cnnbuild on the same data)")
+        p.add_argument("--n", type=_positive_int, default=1000, help="of a GAN run: samples to classify (default 1000)")
+        p.add_argument("--seed", type=int, default=0, help="of a GAN run: the noise seed (default 0)")
         return
     _quiet_tensorflow(args)
     import json
@@ -358,7 +445,10 @@ def evaluate(p, args):
 
     from . import runfolder
     from .serve.evaluate import PNG, draw_confusion, evaluate_run, format_result
+    from .serve.sample import is_gan_run
     from .train.data import DataError
+    if is_gan_run(args.run_dir) or args.classifier:
+        return _evaluate_gan(args)
     try:
         result = evaluate_run(args.run_dir, args.data)
     except DataError as e:
@@ -375,15 +465,60 @@ def evaluate(p, args):
     return 0
 
 
+def _evaluate_gan(args) -> int:
+    """`cnnbuild evaluate GAN_RUN --classifier RUN_OR_EXPORT`: the GAN's samples, classified."""
+    import json
+    from pathlib import Path
+
+    from . import runfolder
+    from .serve.evaluate import SAMPLE_FIGURES, draw_confusion, evaluate_gan, format_gan_result
+    from .serve.sample import is_gan_run
+    if not is_gan_run(args.run_dir):
+        raise UsageError(f"--classifier: {args.run_dir} is not a GAN run (no gan.json); --classifier scores a GAN's "
+                         f"samples; evaluate a classifier run without it: cnnbuild evaluate {args.run_dir}")
+    if not args.classifier:
+        raise UsageError(f"{args.run_dir}: a GAN run; score its samples with a classifier trained on the same data: "
+                         f"cnnbuild evaluate {args.run_dir} --classifier runs/lenet5")
+    if args.data:
+        raise UsageError("--data: a GAN run is evaluated on its own samples; leave out --data")
+    result = evaluate_gan(args.run_dir, args.classifier, args.n, args.seed)
+    png = Path(args.out) if args.out else Path(args.run_dir) / SAMPLE_FIGURES
+    runfolder.write_json(png.with_suffix(".json"), result.to_json())
+    drawn = result.asked is not None and len(result.asked.classes) == len(result.classes)
+    if drawn:                  # the asked-for × classified-as matrix, square when the classes match
+        draw_confusion(result.asked, png)
+    if args.json:
+        print(json.dumps(result.to_json() | ({"png": str(png)} if drawn else {}), indent=2, ensure_ascii=False))
+    else:
+        print(format_gan_result(result))
+        print(f"{f'asked for × classified as: {png}; ' if drawn else ''}figures: {png.with_suffix('.json')}")
+    return 0
+
+
 @command("draw", "draw the architecture as SVG or PNG (pure Python)")
 def draw(p, args):
     if args is None:
         p.add_argument("spec", help="the YAML spec (e.g. specs/lenet5.yaml)")
-        p.add_argument("--out", help="FILE.svg or FILE.png (default NAME.svg)")
+        p.add_argument("--out", help="FILE.svg or FILE.png (default NAME.svg; of a GAN spec, FILE_generator.svg "
+                                     "and FILE_discriminator.svg)")
         return
+    from .parse.gan import GanSpec
     from .views.draw import draw as draw_spec
     spec = _load(args.spec, args)
     out = args.out or f"{spec.name}.svg"
+    if isinstance(spec, GanSpec):   # one drawing per network, then the pair's errors
+        from pathlib import Path
+
+        from .check.gan import infer_gan
+        stem, suffix = Path(out).with_suffix(""), Path(out).suffix or ".svg"
+        for role in ("generator", "discriminator"):
+            drawn = f"{stem}_{role}{suffix}"
+            draw_spec(getattr(spec, role), drawn)
+            print(f"wrote {drawn}")
+        report = infer_gan(spec)
+        for problem in report.errors:
+            print(f"error: {problem}")
+        return 0 if report.valid else 1
     report = draw_spec(spec, out)
     for problem in report.errors:
         print(f"error: {problem}")

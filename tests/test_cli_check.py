@@ -241,3 +241,13 @@ def test_json_even_for_an_unreadable_file(tmp_path, capsys):
         document = json.loads(capsys.readouterr().out)
         assert document["valid"] is False and document["layers"] == []
         assert document["errors"][0]["file"] == str(path) and str(path) in document["errors"][0]["message"]
+
+
+def test_json_valid_is_false_when_the_data_is_missing(tmp_path, capsys):
+    """A well-formed spec whose data folder does not exist exits 1, and its document says so."""
+    spec = tmp_path / "net.yaml"
+    spec.write_text(f"{FLOORED}data: {{source: {tmp_path / 'no_such_folder'}}}\n")
+    status, out, _ = check(capsys, spec, "--json")
+    document = json.loads(out)
+    assert status == 1 and document["valid"] is False
+    assert "no_such_folder" in json.dumps(document["data_errors"])

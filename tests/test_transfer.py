@@ -1,6 +1,7 @@
 """Transfer learning: a backbone (a keras.applications network or another spec) with weights
 from a local file, frozen entirely or its first N layers, a new head; trained, unfrozen for
-fine-tuning, exported. The static counts are checked against Keras itself."""
+fine-tuning, exported. The static counts are checked against Keras itself (for every
+application, its tables and zoo spec rows: tests/test_backbone_zoo.py)."""
 import numpy as np
 import pytest
 
@@ -9,21 +10,12 @@ from cnnbuild import build_model, infer, load_spec
 from cnnbuild.cli import main
 from cnnbuild.errors import SpecError
 from cnnbuild.serve.export import export_run
-from cnnbuild.layers.applications import APPLICATION_NAMES, application_counts, application_output, application_table
 from run_helpers import digits, make_run, train_model
 
 
 def _keras_counts(model):
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return trainable, sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
-
-
-@pytest.mark.parametrize("name", APPLICATION_NAMES)
-def test_application_table_is_keras(name):
-    """The table the checker reads equals keras.applications, and so do its output sizes."""
-    model = getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(45, 67, 3))
-    assert application_table(name, model) == application_counts(name)
-    assert tuple(model.output_shape[1:]) == application_output(name, 45, 67)       # odd sizes: the rounding
 
 
 def _spec(tmp_path, backbone, head="  - global_avg_pool\n  - dense: {units: 3, activation: softmax}\n", size=32, channels=3):
@@ -33,7 +25,7 @@ def _spec(tmp_path, backbone, head="  - global_avg_pool\n  - dense: {units: 3, a
     return path
 
 
-@pytest.mark.parametrize("freeze", ["true", "false", "100", "1"])
+@pytest.mark.parametrize("freeze", ["true", "1"])     # N inside a layer, for every application: test_backbone_zoo
 def test_static_counts_equal_keras_application(tmp_path, freeze):
     spec = load_spec(_spec(tmp_path, f"{{application: MobileNetV2, freeze: {freeze}}}"))
     report = infer(spec)

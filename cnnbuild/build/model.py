@@ -131,32 +131,39 @@ PASS_THROUGH = ("Identity",)     # layers that hand their input on unchanged (co
 
 def ends_in_probabilities(model) -> bool:
     """Does a built model output probabilities (softmax or sigmoid) rather than logits?
+    (`output_activation` names it.)"""
+    return output_activation(model) in PROBABILITY_ACTIVATIONS
+
+
+def output_activation(model):
+    """The activation a built model's output comes from: 'softmax', 'sigmoid', 'tanh', … or
+    None (a linear output: logits).
 
     Decided from the Keras graph, not from the spec's last entry, which may be a block use,
     a composite or a backbone with its top: the output is followed back through layers that
     pass it on unchanged (Identity, a linear Activation) and through nested models, to the
     layer that made it — a Softmax layer, or any layer (Activation, Dense, a convolution)
-    whose activation is softmax or sigmoid. Training chooses `from_logits` by it, and export
-    adds a softmax only when it is False.
+    whose activation is not linear. Training chooses `from_logits` by it, export adds a
+    softmax only to logits, and GAN training reads G's pixel range (tanh, sigmoid) from it.
     """
     import keras
     tensor = model.outputs[0]
     while True:
         history = getattr(tensor, "_keras_history", None)
         if history is None:
-            return False
+            return None
         layer = history.operation
         if isinstance(layer, keras.Model):              # a model used as a layer: look inside
             tensor = layer.outputs[history.tensor_index]
             continue
         if isinstance(layer, keras.layers.Softmax):
-            return True
+            return "softmax"
         activation = getattr(layer, "activation", None)
         name = getattr(activation, "__name__", None) or (activation if isinstance(activation, str) else None)
-        if name in PROBABILITY_ACTIVATIONS:
-            return True
+        if name and name != "linear":
+            return name
         if not (type(layer).__name__ in PASS_THROUGH or (isinstance(layer, keras.layers.Activation) and name == "linear")):
-            return False
+            return None
         tensor = layer._inbound_nodes[history.node_index].input_tensors[0]
 
 

@@ -320,6 +320,8 @@ class _Engine:
         children = [r for r in self.report.rows[start:] if r.depth == self.depth + 1]
         row.params = result.params + result.non_trainable + sum(r.params for r in children)
         row.non_trainable = result.non_trainable + sum(r.non_trainable for r in children)
+        if result.counts is not None:
+            row.params, row.non_trainable = sum(result.counts), result.counts[1]
         if not layer.trainable:
             row.non_trainable = row.params
         row.macs = result.macs + sum(r.macs for r in children)

@@ -1,15 +1,18 @@
 """keras.applications as the checker knows them, without TensorFlow: for each network
 (without its top) its Keras layers holding parameters, how it downsamples, its output
-channels and the preprocessing its weights expect.
+channels, the preprocessing its weights expect, and its zoo spec (cnnbuild/zoo/), whose
+layers the check shows.
 
 The tables were generated from keras.applications (`application_table`), and
-tests/test_transfer.py regenerates them and compares, so they cannot drift. They are per
+tests/test_backbone_zoo.py regenerates them and compares, so they cannot drift. They are per
 Keras layer because Keras's `freeze: N` idiom (`for layer in model.layers[:N]:
 layer.trainable = False`, as in the TensorFlow fine-tuning tutorial) counts Keras layers.
 """
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from . import shapes
@@ -72,26 +75,157 @@ PARAMETERS = {
         218:384:384 221:221184:0 222:2304:2304 224:10368:0 225:2304:2304 229:55344:0 230:56448:0
         232:368640:0 233:640:640 234:409600:0 235:2560:2560
         """),
+    "InceptionV3": (311, """
+        1:864:0 2:32:64 4:9216:0 5:32:64 7:18432:0 8:64:128 11:5120:0 12:80:160 14:138240:0 15:192:384
+        18:12288:0 19:64:128 21:9216:0 22:55296:0 23:48:96 24:96:192 28:12288:0 29:76800:0 30:82944:0
+        31:6144:0 32:64:128 33:64:128 34:96:192 35:32:64 41:16384:0 42:64:128 44:12288:0 45:55296:0 46:48:96
+        47:96:192 51:16384:0 52:76800:0 53:82944:0 54:16384:0 55:64:128 56:64:128 57:96:192 58:64:128
+        64:18432:0 65:64:128 67:13824:0 68:55296:0 69:48:96 70:96:192 74:18432:0 75:76800:0 76:82944:0
+        77:18432:0 78:64:128 79:64:128 80:96:192 81:64:128 87:18432:0 88:64:128 90:55296:0 91:96:192
+        93:995328:0 94:82944:0 95:384:768 96:96:192 101:98304:0 102:128:256 104:114688:0 105:128:256
+        107:98304:0 108:114688:0 109:128:256 110:128:256 113:114688:0 114:114688:0 115:128:256 116:128:256
+        120:147456:0 121:172032:0 122:172032:0 123:147456:0 124:192:384 125:192:384 126:192:384 127:192:384
+        133:122880:0 134:160:320 136:179200:0 137:160:320 139:122880:0 140:179200:0 141:160:320 142:160:320
+        145:179200:0 146:179200:0 147:160:320 148:160:320 152:147456:0 153:215040:0 154:215040:0
+        155:147456:0 156:192:384 157:192:384 158:192:384 159:192:384 165:122880:0 166:160:320 168:179200:0
+        169:160:320 171:122880:0 172:179200:0 173:160:320 174:160:320 177:179200:0 178:179200:0 179:160:320
+        180:160:320 184:147456:0 185:215040:0 186:215040:0 187:147456:0 188:192:384 189:192:384 190:192:384
+        191:192:384 197:147456:0 198:192:384 200:258048:0 201:192:384 203:147456:0 204:258048:0 205:192:384
+        206:192:384 209:258048:0 210:258048:0 211:192:384 212:192:384 216:147456:0 217:258048:0 218:258048:0
+        219:147456:0 220:192:384 221:192:384 222:192:384 223:192:384 229:147456:0 230:192:384 232:258048:0
+        233:192:384 235:147456:0 236:258048:0 237:192:384 238:192:384 241:552960:0 242:331776:0 243:320:640
+        244:192:384 249:573440:0 250:448:896 252:491520:0 253:1548288:0 254:384:768 255:384:768 258:442368:0
+        259:442368:0 260:442368:0 261:442368:0 263:409600:0 264:384:768 265:384:768 266:384:768 267:384:768
+        268:245760:0 269:320:640 274:192:384 280:917504:0 281:448:896 283:786432:0 284:1548288:0 285:384:768
+        286:384:768 289:442368:0 290:442368:0 291:442368:0 292:442368:0 294:655360:0 295:384:768 296:384:768
+        297:384:768 298:384:768 299:393216:0 300:320:640 305:192:384
+        """),
+    "MobileNetV3Small": (157, """
+        2:432:0 3:32:32 6:144:0 7:32:32 10:136:0 12:144:0 15:256:0 16:32:32 17:1152:0 18:144:144 21:648:0
+        22:144:144 24:1728:0 25:48:48 26:2112:0 27:176:176 29:792:0 30:176:176 32:2112:0 33:48:48 35:2304:0
+        36:192:192 39:2400:0 40:192:192 43:2328:0 45:2400:0 48:3840:0 49:80:80 50:9600:0 51:480:480
+        53:6000:0 54:480:480 57:15424:0 59:15600:0 62:9600:0 63:80:80 65:9600:0 66:480:480 68:6000:0
+        69:480:480 72:15424:0 74:15600:0 77:9600:0 78:80:80 80:4800:0 81:240:240 83:3000:0 84:240:240
+        87:3872:0 89:3960:0 92:5760:0 93:96:96 94:6912:0 95:288:288 97:3600:0 98:288:288 101:5800:0
+        103:5904:0 106:6912:0 107:96:96 109:13824:0 110:576:576 113:7200:0 114:576:576 117:20808:0
+        119:21024:0 122:27648:0 123:192:192 124:55296:0 125:1152:1152 127:14400:0 128:1152:1152 131:83088:0
+        133:83520:0 136:55296:0 137:192:192 139:55296:0 140:1152:1152 142:14400:0 143:1152:1152 146:83088:0
+        148:83520:0 151:55296:0 152:192:192 154:55296:0 155:1152:1152
+        """),
+    "ConvNeXtTiny": (133, """
+        2:4896:0 3:4800:0 4:192:0 5:37248:0 7:36960:0 8:96:0 10:4800:0 11:192:0 12:37248:0 14:36960:0
+        15:96:0 17:4800:0 18:192:0 19:37248:0 21:36960:0 22:96:0 24:74112:0 25:9600:0 26:384:0 27:148224:0
+        29:147648:0 30:192:0 32:9600:0 33:384:0 34:148224:0 36:147648:0 37:192:0 39:9600:0 40:384:0
+        41:148224:0 43:147648:0 44:192:0 46:295680:0 47:19200:0 48:768:0 49:591360:0 51:590208:0 52:384:0
+        54:19200:0 55:768:0 56:591360:0 58:590208:0 59:384:0 61:19200:0 62:768:0 63:591360:0 65:590208:0
+        66:384:0 68:19200:0 69:768:0 70:591360:0 72:590208:0 73:384:0 75:19200:0 76:768:0 77:591360:0
+        79:590208:0 80:384:0 82:19200:0 83:768:0 84:591360:0 86:590208:0 87:384:0 89:19200:0 90:768:0
+        91:591360:0 93:590208:0 94:384:0 96:19200:0 97:768:0 98:591360:0 100:590208:0 101:384:0 103:19200:0
+        104:768:0 105:591360:0 107:590208:0 108:384:0 110:1181184:0 111:38400:0 112:1536:0 113:2362368:0
+        115:2360064:0 116:768:0 118:38400:0 119:1536:0 120:2362368:0 122:2360064:0 123:768:0 125:38400:0
+        126:1536:0 127:2362368:0 129:2360064:0 130:768:0 132:1536:0
+        """),
 }
 
-# How each network downsamples (its strided layers, in order): (kernel, stride, padding)
-# with padding 'same' (⌈N/S⌉) or the total explicit padding before a 'valid' window.
-# MobileNetV2 and EfficientNet pad with `correct_pad`, which gives ⌈N/2⌉ like 'same'.
+# How each network downsamples (its strided layers, in order, and the 'valid' windows that
+# shrink it): (kernel, stride, padding) with padding 'same' (⌈N/S⌉) or the total explicit
+# padding before a 'valid' window. MobileNetV2, MobileNetV3 and EfficientNet pad with
+# `correct_pad`, which gives ⌈N/2⌉ like 'same'.
 DOWNSAMPLING = {
     "VGG16": ((2, 2, 0),) * 5,                                                 # five 2×2 max pools
     "ResNet50": ((7, 2, 6), (3, 2, 2), (1, 2, 0), (1, 2, 0), (1, 2, 0)),      # conv1, pool1, conv3-5 firsts
     "MobileNetV2": ((3, 2, "same"),) * 5,
     "EfficientNetB0": ((3, 2, "same"),) * 5,
+    # stem 3×3/2 and 3×3 valid, pool 3×3/2, 3×3 valid, pool 3×3/2, then mixed3's and mixed8's 3×3/2
+    "InceptionV3": ((3, 2, 0), (3, 1, 0), (3, 2, 0), (3, 1, 0), (3, 2, 0), (3, 2, 0), (3, 2, 0)),
+    "MobileNetV3Small": ((3, 2, "same"),) * 5,
+    "ConvNeXtTiny": ((4, 4, 0), (2, 2, 0), (2, 2, 0), (2, 2, 0)),              # the 4×4/4 stem, three 2×2/2
 }
 # The output channels: VGG16's last 3×3 convolutions (block5) have 512 filters, ResNet50's last
-# bottleneck 4 × 512 = 2048, and MobileNetV2 and EfficientNetB0 end in a 1×1 convolution to 1280
-# (test_transfer checks each against the built model's output shape)
-CHANNELS_OUT = {"VGG16": 512, "ResNet50": 2048, "MobileNetV2": 1280, "EfficientNetB0": 1280}
-# keras.applications' `preprocess_input` convention for each (keras/src/applications/*.py)
-PREPROCESSING = {"VGG16": "caffe", "ResNet50": "caffe", "MobileNetV2": "tf", "EfficientNetB0": "raw"}
-MIN_SIZE = 32    # keras.applications refuses smaller inputs without the top
-Application = Literal["VGG16", "ResNet50", "MobileNetV2", "EfficientNetB0"]
+# bottleneck 4 × 512 = 2048, MobileNetV2 and EfficientNetB0 end in a 1×1 convolution to 1280,
+# InceptionV3's mixed10 joins 320 + 768 + 768 + 192 = 2048, MobileNetV3Small's last 1×1
+# convolution has 6 × 96 = 576 and ConvNeXtTiny's last stage 768 (test_transfer checks each
+# against the built model's output shape)
+CHANNELS_OUT = {"VGG16": 512, "ResNet50": 2048, "MobileNetV2": 1280, "EfficientNetB0": 1280, "InceptionV3": 2048,
+                "MobileNetV3Small": 576, "ConvNeXtTiny": 768}
+# keras.applications' `preprocess_input` convention for each (keras/src/applications/*.py);
+# EfficientNet, MobileNetV3 and ConvNeXt scale or normalise inside the model, from 0…255
+PREPROCESSING = {"VGG16": "caffe", "ResNet50": "caffe", "MobileNetV2": "tf", "EfficientNetB0": "raw", "InceptionV3": "tf",
+                 "MobileNetV3Small": "raw", "ConvNeXtTiny": "raw"}
+MIN_SIZE = 32    # keras.applications refuses smaller inputs without the top…
+MIN_SIZES = {"InceptionV3": 75}   # …and InceptionV3 smaller than 75 (its `min_size`)
+Application = Literal["VGG16", "ResNet50", "MobileNetV2", "EfficientNetB0", "InceptionV3", "MobileNetV3Small",
+                      "ConvNeXtTiny"]
 APPLICATION_NAMES = typing.get_args(Application)
+ZOO_FOLDER = Path(__file__).resolve().parent.parent / "zoo"   # package data: pyproject.toml ships zoo/*.yaml
+
+
+@dataclass(frozen=True)
+class Zoo:
+    """An application written as a zoo spec (cnnbuild/zoo/), weight for weight: the checker
+    reads the spec's layers for its rows, multiply-adds and receptive field.
+
+    Attributes:
+      file: the spec, in cnnbuild/zoo/.
+      ends: for each layer of the spec without its top, how many Keras layers (the InputLayer
+        first) `freeze: N` must cover to freeze all of its parameters. Generated by
+        tests/test_backbone_zoo.py (`zoo_ends`) from the spec's rows and PARAMETERS.
+      even_steps: the DOWNSAMPLING steps the spec pads as Keras's `correct_pad` does on an
+        even size ([[0, 1], [0, 1]] before a 3×3 stride-2 window): it is Keras's network
+        where those steps see even sizes, and the checker falls back to the table elsewhere.
+      kept: the layers of the spec's top that Keras keeps without the top (ConvNeXt ends in
+        its head's layer normalization, applied at each position, either way).
+    """
+
+    file: str
+    ends: str
+    even_steps: tuple = ()
+    kept: tuple = ()
+
+    def path(self) -> Path:
+        return ZOO_FOLDER / self.file
+
+    def layer_ends(self) -> tuple:
+        return tuple(int(v) for v in self.ends.split())
+
+
+ZOO = {
+    "VGG16": Zoo("vgg16.yaml", "2 3 3 5 6 6 8 9 10 10 12 13 14 14 16 17 18 18"),
+    "ResNet50": Zoo("resnet50.yaml", "4 4 17 27 37 49 59 69 79 91 101 111 121 131 141 153 163 173"),
+    "MobileNetV2": Zoo("mobilenet_v2.yaml", "3 6 9 18 26 36 44 53 63 71 80 89 98 106 115 125 133 142 151 153"),
+    "EfficientNetB0": Zoo("efficientnet_b0.yaml", "0 3 6 9 17 31 44 60 73 89 102 117 132 145 160 176 189 204 219 234 236",
+                          even_steps=(0, 1, 2, 3, 4)),
+    "InceptionV3": Zoo("inception_v3.yaml", "3 6 9 9 13 16 16 36 59 82 97 128 160 192 224 245 275 306"),
+    "MobileNetV3Small": Zoo("mobilenet_v3_small.yaml", "0 4 8 13 17 26 34 50 64 79 94 108 124 138 153 156",
+                            even_steps=(1, 2, 3, 4)),
+    "ConvNeXtTiny": Zoo("convnext_tiny.yaml", "0 3 3 9 16 23 25 31 38 45 47 109 111 117 124 131 133",
+                        kept=("head_layernorm",)),
+}
+
+
+def min_size(name: str) -> int:
+    """The smallest height and width keras.applications builds `name` at without its top."""
+    return MIN_SIZES.get(name, MIN_SIZE)
+
+
+def zoo_fits(name: str, height: int, width: int) -> bool:
+    """Is the application's zoo spec Keras's network at this input size? Always, but where
+    it pads stride-2 steps for even sizes (`Zoo.even_steps`): then only if they see even sizes.
+
+    >>> zoo_fits("EfficientNetB0", 224, 224), zoo_fits("EfficientNetB0", 100, 100), zoo_fits("ResNet50", 45, 67)
+    (True, False, True)
+    """
+    steps = ZOO[name].even_steps
+    for n in (height, width):
+        for index, (kernel, stride, padding) in enumerate(DOWNSAMPLING[name]):
+            if index in steps and n % 2:
+                return False
+            n = _downsample(n, kernel, stride, padding)
+    return True
+
+
+def _downsample(n: int, kernel: int, stride: int, padding) -> int:
+    return shapes.same_output(n, stride) if padding == "same" else (n + padding - kernel) // stride + 1
 
 
 def application_counts(name: str):
@@ -105,14 +239,17 @@ def keras_application(name: str):
     """The keras.applications constructor of a network in the tables (imports Keras)."""
     import keras
     return {"VGG16": keras.applications.VGG16, "ResNet50": keras.applications.ResNet50,
-            "MobileNetV2": keras.applications.MobileNetV2, "EfficientNetB0": keras.applications.EfficientNetB0}[name]
+            "MobileNetV2": keras.applications.MobileNetV2, "EfficientNetB0": keras.applications.EfficientNetB0,
+            "InceptionV3": keras.applications.InceptionV3, "MobileNetV3Small": keras.applications.MobileNetV3Small,
+            "ConvNeXtTiny": keras.applications.ConvNeXtTiny}[name]
 
 
 def application_table(name: str, model=None):
     """The PARAMETERS entry for `name`, computed from keras.applications itself (imports Keras),
     or from `model`, an instance of it (the counts do not depend on the input size)."""
     import numpy as np
-    model = model or keras_application(name)(include_top=False, weights=None, input_shape=(64, 64, 3))
+    size = max(64, min_size(name))
+    model = model or keras_application(name)(include_top=False, weights=None, input_shape=(size, size, 3))
     rows = []
     for index, layer in enumerate(model.layers):
         trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
@@ -131,6 +268,6 @@ def application_output(name: str, height: int, width: int) -> tuple:
     sizes = []
     for n in (height, width):
         for kernel, stride, padding in DOWNSAMPLING[name]:
-            n = shapes.same_output(n, stride) if padding == "same" else (n + padding - kernel) // stride + 1
+            n = _downsample(n, kernel, stride, padding)
         sizes.append(n)
     return (*sizes, CHANNELS_OUT[name])

@@ -16,13 +16,18 @@ The static rule needs no TensorFlow:
   parsed, its names prefixed by this layer's name so they stay unique; its layers run as
   children, exactly like a composite: every row, shape, parameter and receptive field is the
   checker's own. `freeze: N` freezes its first N top-level layers.
-- `application:` looks the network up in the tables of applications.py: for each
-  keras.applications model (without its top) the Keras layers that hold parameters, with
-  their trainable and non-trainable counts, and the downsampling steps that give the output
-  size. (The zoo specs describe the same networks layer for layer, but with their own layer
-  boundaries: a conv with batchnorm is one spec layer and three Keras layers, so they cannot
-  count `freeze: N` the Keras way, and a weights file saved from keras.applications loads by
-  Keras's layer names.)
+- `application:` is read by the spec stage too, as that network's zoo spec (cnnbuild/zoo/,
+  package data), cut before its top as Keras's `include_top=False` cuts it: its layers run as
+  children, so the rows, multiply-adds and receptive field are the checker's own. The counts
+  are Keras's, from the tables of applications.py (for each keras.applications model without
+  its top, the Keras layers that hold parameters, with their trainable and non-trainable
+  counts): a zoo spec has its own layer boundaries — a conv with batchnorm and activation is
+  one spec layer and three Keras layers — and `freeze: N` counts Keras layers, so N may stop
+  inside a spec layer; the spec layers wholly inside the first N show as frozen (`Zoo.ends`).
+  The model built is keras.applications' own, not the zoo spec's, so a weights file saved
+  from keras.applications loads by Keras's layer names. Where the zoo spec is not Keras's
+  network at the input size (EfficientNetB0's even-size pads, `zoo_fits`), the backbone is
+  one row with the table's counts and output size, and says why.
 
 Relative `spec:` and `weights:` paths are read from the folder of the spec that names them.
 A spec's weights file is loaded into that spec's own model, which the builder makes
@@ -37,7 +42,8 @@ from typing import Literal, Optional, Union
 
 from ..errors import Invalid
 from ..fields import NonNegativeInt
-from .applications import MIN_SIZE, PREPROCESSING, Application, application_counts, application_output, keras_application
+from .applications import (PREPROCESSING, ZOO, Application, application_counts, application_output, keras_application,
+                           min_size, zoo_fits)
 from .base import Kind, Layer, Out, part_name, register
 
 TOP_START = ("flatten", "global_avg_pool", "global_max_pool")   # where include_top: false cuts a spec
@@ -54,13 +60,15 @@ class Backbone(Kind):
     """A whole pretrained network as the start of this one (transfer learning).
 
     Attributes:
-      application: a keras.applications network: VGG16, ResNet50, MobileNetV2 or EfficientNetB0.
+      application: a keras.applications network: VGG16, ResNet50, MobileNetV2, EfficientNetB0,
+        InceptionV3, MobileNetV3Small or ConvNeXtTiny; the check shows it as its zoo spec's layers.
       spec: or another spec file (e.g. a zoo spec, or a trained run's spec.yaml).
       weights: a local weights file (.weights.h5, a .keras model, or Keras's .h5 download);
         without it the backbone starts from random weights.
       freeze: true freezes the whole backbone; N its first N layers (Keras layers of an
-        application, top-level layers of a spec); false (default) trains it all (fine-tuning),
-        even layers that its spec froze (a trained run's frozen backbone, for instance).
+        application, as `model.layers[:N]`, the InputLayer first; top-level layers of a spec);
+        false (default) trains it all (fine-tuning), even layers that its spec froze (a trained
+        run's frozen backbone, for instance).
       include_top: keep the backbone's classifier (default false: cut before its first
         flatten or global pooling; an application always comes without its top here).
       preprocessing: auto (default) scales cnnbuild's 0…1 images the way the application's
@@ -75,7 +83,7 @@ class Backbone(Kind):
     preprocessing: Literal["auto", "none"] = "auto"
     # given by the spec stage (with_files), not written by users:
     folder: str = field(default="", metadata={"internal": True})       # the folder relative paths are read from
-    layers: tuple = field(default=(), metadata={"internal": True})     # spec: its layers, names prefixed with this layer's
+    layers: tuple = field(default=(), metadata={"internal": True})     # spec or zoo spec: its layers, names prefixed
     input: tuple = field(default=(), metadata={"internal": True})      # spec: its own `input:`
     # spec with weights: that spec as written, the model the weights file was saved from
     source: object = field(default=None, compare=False, repr=False, metadata={"internal": True})
@@ -91,11 +99,14 @@ class Backbone(Kind):
     # ── parsing: the spec stage gives the folder and the spec named by `spec:`
     def with_files(self, folder: str, spec=None, source=None) -> "Backbone":
         """This backbone completed by the spec stage: `folder`, where its files are read
-        from, and for `spec:` that spec as parsed (`spec`, its names prefixed with this
-        layer's) and, when `weights` were saved from it, as written (`source`). Its layers are
-        cut before the top unless include_top, then frozen as `freeze` says. Raises Invalid."""
+        from, and for `spec:` (or an application's zoo spec) that spec as parsed (`spec`, its
+        names prefixed with this layer's) and, when `weights` were saved from it, as written
+        (`source`). Its layers are cut before the top unless include_top, then frozen as
+        `freeze` says. Raises Invalid."""
         if spec is None:
             return dataclasses.replace(self, folder=folder)
+        if self.application:
+            return dataclasses.replace(self, folder=folder, layers=self._zoo_layers(spec))
         layers = spec.layers
         if not self.include_top:
             cut = next((i for i, layer in enumerate(layers) if layer.kind in TOP_START), None)
@@ -113,13 +124,32 @@ class Backbone(Kind):
         layers = tuple(dataclasses.replace(layer, trainable=False) if i < frozen else layer for i, layer in enumerate(layers))
         return dataclasses.replace(self, folder=folder, layers=layers, input=spec.input, source=source)
 
+    def zoo_file(self) -> Optional[Path]:
+        """The zoo spec the spec stage reads for an application, where there is one."""
+        return ZOO[self.application].path() if self.application in ZOO else None
+
+    def _zoo_layers(self, spec) -> tuple:
+        """An application's zoo spec as Keras builds it without its top: cut before its first
+        global pooling (keeping what Keras keeps), windows rounded down as Keras's 'valid'
+        ones are, and frozen as `freeze` says — `freeze: N` freezes the layers whose
+        parameters all lie in Keras's first N layers (`Zoo.ends`)."""
+        zoo = ZOO[self.application]
+        cut = next(i for i, layer in enumerate(spec.layers) if layer.kind in TOP_START)
+        kept = tuple(layer for layer in spec.layers[cut:] if any(layer.name.endswith(f"_{name}") for name in zoo.kept))
+        layers = tuple(dataclasses.replace(layer, rounding=layer.rounding or "floor") for layer in spec.layers[:cut] + kept)
+        if self.freeze is True:
+            return tuple(dataclasses.replace(layer, trainable=False) for layer in layers)
+        ends = zoo.layer_ends() if self.freeze else ()   # one per layer of the spec without its top
+        return tuple(dataclasses.replace(layer, trainable=False) if i < len(ends) and ends[i] <= self.freeze else layer
+                     for i, layer in enumerate(layers))
+
     def children(self):
         return [("", self.layers)] if self.layers else []
 
     def parts(self):
         return frozenset({"preprocess"}) if self.application else frozenset()
 
-    # ── what the drawing shows: a box for an application, the layers of a spec in a frame
+    # ── what the drawing shows: a box for an application (its zoo layers are the check's), the layers of a spec in a frame
     def label(self):
         return f"backbone {self.application or Path(self.spec).name}"
 
@@ -127,7 +157,7 @@ class Backbone(Kind):
         return "frozen" if self.freeze is True else f"first {self.freeze} frozen" if self.freeze else ""
 
     def drawing(self, layer, view):
-        return view.framed(layer, [self.layers]) if self.layers else view.box(layer)
+        return view.framed(layer, [self.layers]) if self.layers and not self.application else view.box(layer)
 
     def weights_path(self) -> Optional[Path]:
         return None if self.weights is None else Path(self.folder or ".", self.weights)
@@ -144,7 +174,7 @@ class Backbone(Kind):
                           "give a path relative to this spec, or an absolute one; save weights with "
                           "model.save_weights('name.weights.h5')")
         if self.application:
-            return self._infer_application(x)
+            return self._infer_application(x, ctx)
         channels = self.input[2] if self.input else x.shape[2]
         if weights is not None and channels != x.shape[2]:
             raise Invalid(f"spec {self.spec} takes {channels} channels but receives {x.shape[2]}, so its weights "
@@ -158,15 +188,20 @@ class Backbone(Kind):
             return None
         return Out(out.shape, f"spec {Path(self.spec).name}" + self._freeze_text(len(self.layers), "layers"), merged=[out])
 
-    def _infer_application(self, x):
+    def _infer_application(self, x, ctx):
+        """An application's rows are its zoo spec's (cnnbuild/zoo/), where that spec is Keras's
+        network at this input size; its parameter counts, trainable and frozen as `freeze`
+        says, are Keras's own layer by layer (the tables of applications.py), since `freeze: N`
+        may stop inside one of the spec's layers (a convolution that is three Keras layers)."""
         name = self.application
         height, width, channels = x.shape
         if channels != 3:
             raise Invalid(f"{name} takes RGB images (3 channels), got {channels}",
                           "set the spec's input to [H, W, 3]: grayscale images are converted to RGB when read")
-        if min(height, width) < MIN_SIZE:
-            raise Invalid(f"{name} needs an input of at least {MIN_SIZE}×{MIN_SIZE}, got {height}×{width}",
-                          f"use input: [{max(height, MIN_SIZE)}, {max(width, MIN_SIZE)}, 3] (images are resized on reading)")
+        smallest = min_size(name)
+        if min(height, width) < smallest:
+            raise Invalid(f"{name} needs an input of at least {smallest}×{smallest}, got {height}×{width}",
+                          f"use input: [{max(height, smallest)}, {max(width, smallest)}, 3] (images are resized on reading)")
         count, rows = application_counts(name)
         frozen = count if self.freeze is True else (0 if self.freeze is False else self.freeze)
         if frozen > count:
@@ -174,8 +209,18 @@ class Backbone(Kind):
         trainable = sum(t for i, t, _ in rows if i >= frozen)
         non_trainable = sum(n for _, _, n in rows) + sum(t for i, t, _ in rows if i < frozen)
         shape = application_output(name, height, width)
-        rule = f"keras.applications {name}, no top" + self._freeze_text(count, "Keras layers") + "; MACs not counted"
-        return Out(shape, rule, trainable, non_trainable, whole=True)
+        rule = f"keras.applications {name}, no top" + self._freeze_text(count, "Keras layers")
+        if not self.layers:
+            return Out(shape, rule + "; MACs not counted", trainable, non_trainable, whole=True)
+        zoo = ZOO[name].file
+        if not zoo_fits(name, height, width):
+            return Out(shape, f"{rule}; MACs not counted: zoo {zoo} pads its stride-2 steps as Keras only on even "
+                       f"sizes, and {height}×{width} halves to an odd one (a multiple of 32 fits)",
+                       trainable, non_trainable, whole=True)
+        out = ctx.run(self.layers, x, "")
+        if out is None:
+            return None
+        return Out(out.shape, f"{rule}; layers as zoo {zoo}", merged=[out], counts=(trainable, non_trainable))
 
     def _freeze_text(self, count, unit):
         if self.freeze is True:

@@ -67,6 +67,9 @@ class Out:
     upsample: tuple | None = None
     taps: object = "nearest"
     merged: list | None = None   # composites: the tensors they joined (for the receptive field)
+    # (trainable, non_trainable) of the whole layer, its children's included, where the kind counts
+    # them itself: an application backbone frozen by Keras layers, which split a child's parameters
+    counts: tuple | None = None
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,11 @@ def expand_shorthands(root: Node) -> None:
         for key in ("optimizer", "schedule", "early_stopping"):
             if key in train.value and train.value[key].value is not False:   # `early_stopping: false` stays: off
                 train.value[key] = expand_shorthand(train.value[key], key)
+    gan = root.value.get("gan")     # a GAN spec's two optimizers (parse/gan.py)
+    if gan is not None and gan.is_map:
+        for key in ("generator_optimizer", "discriminator_optimizer"):
+            if key in gan.value:
+                gan.value[key] = expand_shorthand(gan.value[key], "optimizer")
 
 
 # Keys holding file references, by the mapping they stand in: a data source (`data:` and its
@@ -100,7 +105,7 @@ def absolute_paths(node: Node, at: tuple = ()) -> None:
     """Rewrite in place every relative file reference in a spec's tree (or in the part of it
     at key path `at`, such as a `--set` value) as an absolute path: data `path`, `data_dir`
     and a source that is a path, and a layer's file arguments (a backbone's `spec` and
-    `weights`). Each is resolved against the folder of the file that wrote it: a spec's own
+    `weights`), and a GAN spec's `generator:` / `discriminator:` spec files. Each is resolved against the folder of the file that wrote it: a spec's own
     folder, or the working directory for `--data` and `--set`. So a spec names the same files from any working
     directory, and the resolved spec a run writes to its folder (spec.yaml) is self-contained.
     Values holding a block parameter (`$name`) are left for the parser to substitute."""
@@ -116,6 +121,8 @@ def absolute_paths(node: Node, at: tuple = ()) -> None:
 
 def _names_a_file(at: tuple, value: str) -> bool:
     """Does the string at key path `at` (('data', 'path'), ('layers', '0', 'backbone', 'spec'), …) name a file?"""
+    if at in (("generator",), ("discriminator",)):   # a GAN spec's network read from a spec file of its own
+        return True
     if len(at) >= 2 and at[-2] in LAYER_FILE_KEYS:
         return at[-1] in LAYER_FILE_KEYS[at[-2]]
     if at[:2] == ("data", "validation"):

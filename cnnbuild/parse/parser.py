@@ -90,12 +90,14 @@ class Spec:
 TOP_KEYS = ("name", "description", "input", "layers", "blocks", "rounding", "budget", "data", "augment", "train")
 
 
-def from_node(root: Node, prefix: str = "", resolved: dict | None = None, problems=(), reading: tuple = ()) -> Spec:
+def from_node(root: Node, prefix: str = "", resolved: dict | None = None, problems=(), reading: tuple = (),
+              input_shape: tuple | None = None) -> Spec:
     """The parser's entry point: a Node tree (with any overrides already applied, see
     load.py) → a Spec. `resolved` is the tree as plain values, kept on the Spec for the run
     folder's spec.yaml; `problems` are ones found before (in the overrides), reported with
     the spec's own. `prefix` and `reading` are for a spec read as a layer's (a backbone's):
-    the prefix of its layers' names, and the spec files being read around it."""
+    the prefix of its layers' names, and the spec files being read around it. `input_shape`
+    is for a GAN's network (parse/gan.py): its input, given rather than read from `input:`."""
     problems: list[Problem] = list(problems)
     file = root.where.file
     if not root.is_map:
@@ -111,7 +113,7 @@ def from_node(root: Node, prefix: str = "", resolved: dict | None = None, proble
     name = _top(top, "name", str, problems, root) or "model"
     if "name" in top and isinstance(top["name"].value, str) and not NAME.match(top["name"].value):
         problems.append(Problem(top["name"].where, f"name '{name}' must start with a letter and use letters, digits and _", "e.g. name: my_net"))
-    shape = _input(top.get("input"), root, problems)
+    shape = input_shape if input_shape is not None else _input(top.get("input"), root, problems)
     rounding = _top(top, "rounding", Literal["exact", "floor"], problems, root, "exact")
     budget = Budget()
     if "budget" in top:
@@ -490,9 +492,12 @@ class _Parser:
         folder = _folder(self.file)
         named = {role: getattr(args, key) for key, role in _files(type(args)).items()}
         written = named.get("spec")
-        if written is None:
+        # a keras.applications backbone reads its network's zoo spec (package data), for its rows
+        path = Path(folder, written).resolve() if written is not None else args.zoo_file()
+        if path is None:
             return args.with_files(folder)
-        path = Path(folder, written).resolve()
+        saved_from = written is not None and named.get("weights") is not None   # a zoo spec's weights are Keras's
+        written = written or path.name
         if str(path) in self.reading:
             raise Invalid(f"spec {written} is its own backbone ({' → '.join(Path(p).name for p in self.reading)} → "
                           f"{path.name})", "a backbone spec cannot contain itself")
@@ -500,7 +505,7 @@ class _Parser:
         try:
             root = load(path)
             spec = from_node(root, prefix=name, reading=reading)
-            source = from_node(root, reading=reading) if named.get("weights") is not None else None
+            source = from_node(root, reading=reading) if saved_from else None
         except UsageError as e:
             raise Invalid(f"spec {written}: {e}", f"the path is read from {folder}") from None
         except SpecError as e:

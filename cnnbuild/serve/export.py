@@ -23,7 +23,8 @@ format's own runtime (tf.saved_model.load, keras.saving.load_model, onnxruntime,
 interpreter), run twice on a batch of images and compared with the trained Keras model; only
 when the largest difference is within TOLERANCE and the two runs agree exactly is it renamed
 into place. A failed or interrupted export never leaves a half-written folder at the
-destination and never replaces a good one.
+destination and never replaces a good one. A GAN run's generator is exported by gan_export.py
+through the same placement (`write_verified`, `_may_replace`).
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ CLASSES = "classes.json"
 TOLERANCE = 1e-5          # largest |export − Keras| allowed on a probability, float32 (issue 4)
 SIGNATURE = "serving_default"
 EXTRAS = {"onnx": ("tf2onnx", "onnxruntime"), "tflite": ()}
+GAN_INFO = "gan.json"            # a GAN run's description (gan_export.py exports its generator)
+GENERATOR_KIND = "gan_generator"  # export.json's "kind" for a generator export
 
 
 class ExportError(Exception):
@@ -97,11 +100,8 @@ def _export_run(run_dir, out, format, tolerance) -> dict:
     destination = Path(out) if out else default_destination(run_dir, format)
     run = load_run(run_dir)
     _may_replace(destination, run.folder, default_destination(run_dir, format))
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    _recover(destination)
-    partial = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-{os.getpid()}-", dir=destination.parent))
-    try:
-        partial.chmod(0o777 & ~runfolder.UMASK)   # mkdtemp's 0700 would hide the export from other users
+
+    def fill(partial: Path) -> dict:
         channels = input_channels(format, run.image_shape)
         serving = serving_model(run.model, run.image_shape, channels)
         with _quiet():
@@ -120,6 +120,20 @@ def _export_run(run_dir, out, format, tolerance) -> dict:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         manifest["verified"] = verify(partial, format, run, manifest, tolerance)
+        return manifest
+    return write_verified(destination, format, fill)
+
+
+def write_verified(destination: Path, format: str, fill) -> dict:
+    """Make an export in a hidden sibling of `destination` (`fill(partial)` writes the files,
+    verifies them and returns the manifest) and move it into place only when that succeeded.
+    Shared by the classifier exports and a GAN's generator export (gan_export.py)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    _recover(destination)
+    partial = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-{os.getpid()}-", dir=destination.parent))
+    try:
+        partial.chmod(0o777 & ~runfolder.UMASK)   # mkdtemp's 0700 would hide the export from other users
+        manifest = fill(partial)
         _write_json(partial / MANIFEST, manifest)
         _fsync_tree(partial)
         _swap_into_place(partial, destination)
@@ -187,6 +201,9 @@ def load_run(run_dir) -> Run:
     model_path = folder / runfolder.MODEL
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such run folder; train one first: cnnbuild train SPEC --out {folder}")
+    if (folder / GAN_INFO).is_file() and not model_path.is_file():
+        raise UsageError(f"{folder}: a GAN run (it has {GAN_INFO}), not a classifier; sample it with cnnbuild sample "
+                         f"{folder}, export its generator with cnnbuild export {folder}, or give a classifier run")
     if not model_path.is_file():
         raise UsageError(f"{folder}: not a finished run folder (no {runfolder.MODEL}); train it first "
                          f"(cnnbuild train SPEC --out {folder}) or give the folder that has it")
@@ -463,6 +480,9 @@ def open_export(path) -> Runner:
                          f"`cnnbuild export RUN_DIR --out {path}`")
     if format not in RUNNERS:
         raise UsageError(f"{path}: unknown export format '{format}'")
+    if manifest.get("kind") == GENERATOR_KIND:
+        raise UsageError(f"{path}: a GAN generator export (noise in, images out), not a classifier; sample it with "
+                         f"cnnbuild sample {folder}")
     return _open(folder, format, manifest)
 
 

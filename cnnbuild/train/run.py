@@ -43,13 +43,17 @@ SKIPPED_SHOWN = 5         # skipped files named one by one before "… and N mor
 
 def train(spec, out=None, overrides=(), stdout=None):
     """Train a spec's model; returns the final metrics (a dict), or raises. `spec` is a Spec
-    from `resolve_spec` (or a path, resolved here with `overrides`). The run folder defaults
-    to runs/NAME/; an unfinished one is resumed."""
+    from `resolve_spec` (or a path, resolved here with `overrides`); a GanSpec is trained
+    by train/gan.py. The run folder defaults to runs/NAME/; an unfinished one is resumed."""
     from ..check import infer
     from ..parse import Spec, resolve_spec
+    from ..parse.gan import GanSpec
     started = time.time()
-    if not isinstance(spec, Spec):
+    if not isinstance(spec, (Spec, GanSpec)):
         spec = resolve_spec(spec, overrides)
+    if isinstance(spec, GanSpec):          # a generator and a discriminator: train/gan.py
+        from .gan import train_gan
+        return train_gan(spec, out=out, stdout=stdout)
     report = infer(spec)
     if not report.valid:
         raise SpecError(report.errors)
