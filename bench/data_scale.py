@@ -1,18 +1,22 @@
 """Datasets of growing size: `cnnbuild train` against Keras's image_dataset_from_directory
-with the same model, on class-folder directories of 64×64 RGB JPEG files.
+with the same model, on class-folder directories of 64×64 RGB JPEG files, and on the same
+images packed into TFRecord shards (`cnnbuild data pack`).
 
     python bench/data_scale.py                      # N = 2,000, 10,000, 40,000; 3 runs each
     python bench/data_scale.py --sizes 2000 --repeats 1
 
 For each N and each side, one epoch of the same small CNN (built from the same spec) in a
-fresh process: start-up (process start to the first training step: imports, file listing
-and checks, model build; for cnnbuild until its header line, printed just before training),
-epoch seconds (cnnbuild: metrics.json's training_seconds; Keras: first batch to the end of
-fit), and peak RSS (the child's ru_maxrss). cnnbuild runs twice: with `cache: auto` (which
-keeps the decoded images in memory when they fit a quarter of physical memory, so its RSS
-grows by the decoded set, 64·64·3·4 bytes an image) and with `cache: false` (streaming). Medians over --repeats. The folders are generated once into
---root (default /tmp/cnnbuild-data-scale) and reused. Numbers on a shared machine vary;
-compare the ratios of one run.
+fresh process, the sides interleaved within each repeat so that the load of a shared
+machine falls on all of them: time to the first step (process start to the first training
+batch, Keras's on_train_batch_begin for batch 0 on every side: imports, file listing and
+header checks, model build, pipeline start), epoch seconds (first batch to the end of the
+epoch), and peak RSS (the child's ru_maxrss). cnnbuild runs with `cache: false`
+(streaming: the sides compare like for like) on the folder (`cnnbuild`) and on its shards
+(`packed`), and with the default `cache: auto` (`cnb-auto`), which keeps the decoded
+images in memory when they fit a quarter of physical memory, so its RSS grows by the
+decoded set, 64·64·3·4 bytes an image. Medians over --repeats; ratios to Keras's medians.
+The folders and packs are generated once into --root (default /tmp/cnnbuild-data-scale)
+and reused. `uptime`'s load is printed before each N and at the end.
 """
 from __future__ import annotations
 
@@ -58,7 +62,7 @@ class Clock(keras.callbacks.Callback):
         if batch == 0:
             self.first = time.time()
 clock = Clock()
-model.fit(data, epochs=1, verbose=0, callbacks=[clock])
+model.fit(data, epochs=1, verbose=0, callbacks=[clock])   # no validation: the end of fit is the end of the epoch
 end = time.time()
 print(json.dumps({"startup": clock.first - started, "epoch": end - clock.first,
                   "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -67,21 +71,21 @@ print(json.dumps({"startup": clock.first - started, "epoch": end - clock.first,
 CNNBUILD_SIDE = """\
 import json, resource, sys, time
 started = float(sys.argv[4])
-class Clock:   # stdout that notes when train's header line (printed just before the first step) appears
-    def __init__(self, out):
-        self.out, self.first = out, None
-    def write(self, text):
-        if self.first is None and "input: " in text:
-            self.first = time.time()
-        return self.out.write(text)
-    def __getattr__(self, name):
-        return getattr(self.out, name)
-sys.stdout = clock = Clock(sys.stdout)
+import keras
+class Clock(keras.callbacks.Callback):   # the same clock as the Keras side's, added to cnnbuild's fit
+    first = None
+    def on_train_batch_begin(self, batch, logs=None):
+        if Clock.first is None:
+            Clock.first = time.time()
+    def on_epoch_end(self, epoch, logs=None):
+        Clock.end = time.time()
+fit = keras.Model.fit
+def clocked_fit(self, *args, callbacks=None, **kwargs):
+    return fit(self, *args, callbacks=[*(callbacks or []), Clock()], **kwargs)
+keras.Model.fit = clocked_fit
 from cnnbuild.cli import main
 status = main(["train", sys.argv[2], "--data", sys.argv[1], "--out", sys.argv[3], "--set", "data.cache=" + sys.argv[5]])
-metrics = json.load(open(sys.argv[3] + "/metrics.json"))
-sys.stdout = clock.out
-print(json.dumps({"startup": clock.first - started, "epoch": metrics["training_seconds"], "status": status,
+print(json.dumps({"startup": Clock.first - started, "epoch": Clock.end - Clock.first, "status": status,
                   "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -107,6 +111,18 @@ def make_folders(root: Path, count: int) -> Path:
     return folder
 
 
+def packed(root: Path, folder: Path) -> Path:
+    """The folder packed into shards once (`cnnbuild data pack`, one shard per 2,000 images)."""
+    out = root / f"packed-{folder.name}"
+    if not (out / "index.json").exists():
+        done = subprocess.run([sys.executable, "-c", "import sys; from cnnbuild.cli import main; "
+                               "sys.exit(main(sys.argv[1:]))", "data", "pack", str(folder), "--out", str(out)],
+                              capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        if done.returncode:
+            raise SystemExit(f"packing {folder} failed:\n{done.stderr[-2000:]}")
+    return out
+
+
 def run_side(code, *args) -> dict:
     done = subprocess.run([sys.executable, "-c", code, *map(str, args[:3]), str(time.time()), *map(str, args[3:])],
                           capture_output=True,
@@ -117,34 +133,55 @@ def run_side(code, *args) -> dict:
     return json.loads(lines[-1])
 
 
+def load() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+KEYS = ("startup", "epoch", "rss_mib")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000, 40000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "cnnbuild-data-scale"))
+    parser.add_argument("--json", help="write every run and the medians to this file")
     args = parser.parse_args()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     spec = root / "scale.yaml"
     spec.write_text(SPEC)
-    print(f"{'N':>7} {'side':9} {'start-up s':>10} {'epoch s':>8} {'peak RSS MiB':>12}")
+    print(f"{'N':>7} {'side':9} {'first step s':>12} {'epoch s':>8} {'peak RSS MiB':>12}")
+    every, table = {}, {}
     for count in args.sizes:
         folder = make_folders(root, count)
-        results = {"cnnbuild": [], "cnb-nocache": [], "keras": []}
+        shards = packed(root, folder)
+        print(f"# {load()}", flush=True)
+        results = {"keras": [], "cnnbuild": [], "packed": [], "cnb-auto": []}
         for repeat in range(args.repeats):
             out = root / f"run-{count}-{repeat}-{os.getpid()}"
-            results["cnnbuild"].append(run_side(CNNBUILD_SIDE, folder, spec, out, "auto"))
-            results["cnb-nocache"].append(run_side(CNNBUILD_SIDE, folder, spec, f"{out}-nocache", "false"))
             results["keras"].append(run_side(KERAS_SIDE, folder, spec))
+            results["cnnbuild"].append(run_side(CNNBUILD_SIDE, folder, spec, out, "false"))
+            results["packed"].append(run_side(CNNBUILD_SIDE, shards, spec, f"{out}-packed", "false"))
+            results["cnb-auto"].append(run_side(CNNBUILD_SIDE, folder, spec, f"{out}-auto", "auto"))
         medians = {}
         for side, rows in results.items():
-            medians[side] = {k: statistics.median(r[k] for r in rows) for k in ("startup", "epoch", "rss_mib")}
+            medians[side] = {k: statistics.median(r[k] for r in rows) for k in KEYS}
             m = medians[side]
-            print(f"{count:>7,} {side:9} {m['startup']:>10.1f} {m['epoch']:>8.1f} {m['rss_mib']:>12,.0f}")
-        for side in ("cnnbuild", "cnb-nocache"):
-            ratio = {k: medians[side][k] / medians["keras"][k] for k in ("startup", "epoch", "rss_mib")}
-            print(f"{count:>7,} {'÷ keras':9} {ratio['startup']:>10.2f} {ratio['epoch']:>8.2f} {ratio['rss_mib']:>12.2f}"
+            print(f"{count:>7,} {side:9} {m['startup']:>12.1f} {m['epoch']:>8.1f} {m['rss_mib']:>12,.0f}")
+        for side in ("cnnbuild", "packed", "cnb-auto"):
+            ratio = {k: medians[side][k] / medians["keras"][k] for k in KEYS}
+            print(f"{count:>7,} {'÷ keras':9} {ratio['startup']:>12.2f} {ratio['epoch']:>8.2f} {ratio['rss_mib']:>12.2f}"
                   f"   ({side})", flush=True)
+        every[count], table[count] = results, medians
+    print(f"# {load()}")
+    if len(table) > 1:
+        first, last = min(table), max(table)
+        for side in ("keras", "cnnbuild", "packed", "cnb-auto"):
+            growth = table[last][side]["rss_mib"] / table[first][side]["rss_mib"] - 1
+            print(f"peak RSS {first:,} → {last:,} files: {side} {growth:+.0%}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": every, "medians": table}, indent=1))
 
 
 if __name__ == "__main__":

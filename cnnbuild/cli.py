@@ -290,8 +290,11 @@ def train(p, args):
 def data(p, args):
     if args is None:
         actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-        pack = actions.add_parser("pack", help="a class-folder directory or an .npz → sharded TFRecord files + index.json")
-        pack.add_argument("source", help="a class-folder directory or an .npz file")
+        pack = actions.add_parser("pack", help="a class-folder directory, an .npz or a tfds dataset → sharded TFRecord "
+                                               "files + index.json")
+        pack.add_argument("source", help="a class-folder directory, an .npz file, or tfds:NAME (prepared in --data-dir)")
+        pack.add_argument("--data-dir", help="for tfds:NAME: the tfds data_dir it was prepared in")
+        pack.add_argument("--split", default="train", help="for tfds:NAME: the split to pack (default train)")
         pack.add_argument("--out", required=True, help="the folder to write (must not exist)")
         pack.add_argument("--shards", type=_positive_int, help="how many shard files (default: one per 2,000 images)")
         pack.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"), help="resize every image (stored as PNG)")
@@ -305,7 +308,7 @@ def data(p, args):
         if args.action == "pack":
             _quiet_tensorflow(args)
             from .train.pack import pack
-            index = pack(args.source, args.out, args.shards, args.size)
+            index = pack(args.source, args.out, args.shards, args.size, data_dir=args.data_dir, split=args.split)
             print(f"{args.out}: {index['count']:,} images, {len(index['classes'])} classes, "
                   f"{len(index['shards'])} shard{'s' if len(index['shards']) != 1 else ''}"
                   + (f", {len(index['skipped'])} unreadable files left out" if index["skipped"] else ""))

@@ -7,6 +7,7 @@ The streaming test measures rather than assumes: it reads the bytes this process
 from files (the kernel's `rchar` in /proc/self/io) while iterating the pipeline."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -139,7 +140,42 @@ def test_the_shuffle_is_bounded_seeded_by_epoch_and_the_same_after_a_resume(tmp_
     assert max(i - k for k, i in enumerate(whole)) > 4
 
 
-def test_a_file_with_damaged_pixels_is_skipped_and_counted_while_training(tmp_path, capsys):
+def test_image_headers_parsed_directly_agree_with_pil(tmp_path):
+    """The header scan parses PNG, JPEG, GIF and plain BMP itself; PIL (its Image.open reads
+    no pixels either) is the reference for the channels, and words the reason for the rest."""
+    from cnnbuild.train.images import image_header, parsed_channels, pil_header
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    palette = rgb.convert("P")
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 9000                                  # a 9 kB description: the frame header lies past 4 kB
+    files = {"L.png": rgb.convert("L"), "LA.png": rgb.convert("LA"), "RGB.png": rgb, "RGBA.png": rgb.convert("RGBA"),
+             "P.png": palette, "1.png": rgb.convert("1"), "I16.png": rgb.convert("L").convert("I;16"),
+             "L.jpg": rgb.convert("L"), "RGB.jpg": rgb, "CMYK.jpg": rgb.convert("CMYK"), "RGB.gif": palette,
+             "RGB.bmp": rgb, "P.bmp": palette, "RGB.tiff": rgb, "RGB.webp": rgb}
+    for name, image in files.items():
+        image.save(tmp_path / name)
+    palette.save(tmp_path / "Ptrns.png", transparency=0)
+    rgb.save(tmp_path / "progressive.jpg", progressive=True)
+    rgb.save(tmp_path / "exif.jpg", exif=exif)
+    (tmp_path / "cut.png").write_bytes((tmp_path / "RGB.png").read_bytes()[:20])
+    (tmp_path / "text.png").write_bytes(b"not an image at all")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    parsed = set()
+    for path in sorted(tmp_path.iterdir()):
+        assert image_header(path) == pil_header(path), path.name
+        with open(path, "rb") as file:
+            if parsed_channels(file) is not None:
+                parsed.add(path.name)
+        assert image_header(io.BytesIO(path.read_bytes())) == pil_header(path), path.name   # a record's bytes
+    # all but a palette BMP (left to PIL), TIFF and WebP (not TensorFlow's) and the three broken files
+    assert parsed == set(os.listdir(tmp_path)) - {"P.bmp", "RGB.tiff", "RGB.webp", "cut.png", "text.png", "empty.jpg"}
+    assert image_header(tmp_path / "Ptrns.png") == (4, None) and image_header(tmp_path / "CMYK.jpg") == (4, None)
+    assert "it is a TIFF file" in image_header(tmp_path / "RGB.tiff")[1]
+
+
+@pytest.mark.parametrize("cache", ["auto", "false"])
+def test_a_file_with_damaged_pixels_is_skipped_and_counted_while_training(tmp_path, capsys, cache):
     write_folders(tmp_path / "d", per_class=20, size=16)
     damaged = tmp_path / "d" / "class_1" / "00003.png"
     data = damaged.read_bytes()
@@ -147,10 +183,13 @@ def test_a_file_with_damaged_pixels_is_skipped_and_counted_while_training(tmp_pa
     with Image.open(damaged) as image:                        # what the up-front check sees: a fine header
         assert image.size == (16, 16)
     spec = tmp_path / "net.yaml"
-    spec.write_text(SPEC.format(size=16, classes=3, epochs=2, data=f"{{source: {tmp_path / 'd'}, validation_split: 0}}"))
+    spec.write_text(SPEC.format(size=16, classes=3, epochs=2,
+                                data=f"{{source: {tmp_path / 'd'}, validation_split: 0, cache: {cache}}}"))
     assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
-    assert "input: parallel decode (AUTOTUNE), cache memory" in out
+    assert f"input: parallel decode (AUTOTUNE), cache {'memory' if cache == 'auto' else 'none'}" in out
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all(line.endswith("img/s  1 corrupt file skipped") for line in epoch_lines), out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["corrupt_skipped_per_epoch"] == 1
 
@@ -206,6 +245,7 @@ def test_pack_then_train_then_export(tmp_path, capsys):
     assert "90 images, 3 classes, 3 shards, 1 unreadable files left out" in capsys.readouterr().out
     index = json.loads((tmp_path / "packed" / "index.json").read_text())
     assert index["classes"] == ["class_0", "class_1", "class_2"] and index["image_size"] == [16, 16]
+    assert index["channel_counts"] == [3]                      # every image RGB: decoded with 3 channels fixed
     assert [s["count"] for s in index["shards"]] == [30, 30, 30]
     import tensorflow as tf
     labels = [tf.train.Example.FromString(raw.numpy()).features.feature["label"].int64_list.value[0]
@@ -223,6 +263,67 @@ def test_pack_then_train_then_export(tmp_path, capsys):
     assert main(["export", str(tmp_path / "run"), "--format", "keras", "--out", str(tmp_path / "export")]) == 0
     assert "verified with keras.saving.load_model" in capsys.readouterr().out
     assert (tmp_path / "export" / "model.keras").is_file()
+
+
+def test_a_tfds_dataset_is_packed_from_its_data_dir_and_trained_on(tmp_path, capsys):
+    """tfds's own builder API prepares a tiny dataset into a local data_dir (offline); pack
+    reads it there, spreads it over the shards, and training reads the shards."""
+    import tensorflow_datasets as tfds
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (45, 16, 16, 3), dtype=np.uint8)
+
+    class TinyColours(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(16, 16, 3)),
+                "label": tfds.features.ClassLabel(names=["red", "green", "blue"])}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i in range(45):
+                yield i, {"image": images[i], "label": i // 15}     # stored sorted by class
+    TinyColours(data_dir=str(tmp_path / "tfds")).download_and_prepare()
+    assert main(["data", "pack", "tfds:tiny_colours", "--data-dir", str(tmp_path / "tfds"),
+                 "--out", str(tmp_path / "packed"), "--shards", "3"]) == 0
+    assert "45 images, 3 classes, 3 shards" in capsys.readouterr().out
+    index = json.loads((tmp_path / "packed" / "index.json").read_text())
+    assert index["classes"] == ["red", "green", "blue"] and [s["count"] for s in index["shards"]] == [15, 15, 15]
+    import tensorflow as tf
+    shard_labels = [[tf.train.Example.FromString(raw.numpy()).features.feature["label"].int64_list.value[0]
+                     for raw in tf.data.TFRecordDataset(str(tmp_path / "packed" / s["file"]))] for s in index["shards"]]
+    assert sorted(sum(shard_labels, [])) == [0] * 15 + [1] * 15 + [2] * 15
+    assert all(len(set(labels)) == 3 for labels in shard_labels)     # each shard a mix of the classes
+    spec = tmp_path / "net.yaml"
+    spec.write_text(SPEC.format(size=16, classes=3, epochs=1, data=f"{{source: {tmp_path / 'packed'}, validation_split: 0}}"))
+    assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_images"] == 45
+    assert main(["data", "pack", "tfds:tiny_colours", "--data-dir", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "p2")]) == 1
+    assert "tfds dataset 'tiny_colours' is not prepared in" in capsys.readouterr().err and not (tmp_path / "p2").exists()
+
+
+def test_records_are_shuffled_before_decoding_seeded_by_epoch(tmp_path):
+    """A packed source: each epoch reads every record once, in an order seeded by the epoch
+    (shard order, 4 shards interleaved, a buffer of encoded records)."""
+    from cnnbuild.train.pack import pack
+    count = 48
+    x = np.repeat(np.arange(count, dtype=np.uint8) * 5, 16 * 3).reshape(count, 4, 4, 3)   # image i: every pixel 5·i
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(count) % 3)
+    pack(tmp_path / "d.npz", tmp_path / "packed", shards=6, progress=lambda done, total: None)
+    spec = spec_of(f"{{source: {tmp_path / 'packed'}, validation_split: 0, shuffle_buffer: 8}}", size=4)
+    pipeline = Pipeline(load(spec), spec.input, count, seed=3, cache=False, shuffle_buffer=spec.data.shuffle_buffer)
+    assert "shuffle buffer 8 encoded records" in pipeline.describe()
+
+    def order(epoch):
+        images = next(pipeline.train_epoch(epoch).as_numpy_iterator())[0]
+        return [int(round(v * 255 / 5)) for v in images[:, 0, 0, 0]]
+    first = order(0)
+    assert sorted(first) == list(range(count))
+    assert first == order(0) and first != order(1)                  # a resumed run sees epoch 1's order again
 
 
 def test_a_pack_that_stops_leaves_no_folder(tmp_path):

@@ -135,8 +135,13 @@ class Data(Source):
         cache file in the run folder); `false` (stream every epoch).
       cache_budget: the memory, in MiB, a `cache: auto` in-memory cache may take (default a
         quarter of the machine's physical memory).
-      shuffle_buffer: how many decoded images the shuffle holds (default 10,000, or the whole
-        set when smaller); file lists are also reshuffled each epoch, seeded by the epoch.
+      shuffle_buffer: how many items the shuffle holds (default 10,000, or the whole set when
+        smaller). Streamed data is shuffled before decoding, seeded by the epoch: a file list
+        by a whole permutation each epoch (no buffer needed), records (tfrecord, packed
+        shards, tfds) through a buffer of this many encoded records, read from 4 shards at a
+        time in an order reshuffled each epoch. Cached data (`cache: memory | disk`, or
+        `auto` when it fits) and arrays are shuffled after decoding, through a buffer of
+        this many decoded images.
     """
 
     validation_split: Optional[Annotated[float, Range(0, 1, high_open=True)]] = None

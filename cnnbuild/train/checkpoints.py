@@ -245,11 +245,12 @@ class Commit:
     sessions', plus this session's since `started`) and the schedule's cosine cycle."""
 
     def __init__(self, tf, folder, plan, section, model, optimizer, schedule, history: History, images_per_epoch,
-                 out, tty, started, wall_before=0.0, events=None):
+                 out, tty, started, wall_before=0.0, events=None, corrupt=None):
         self.folder, self.plan, self.section, self.history = folder, plan, section, history
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.images_per_epoch, self.out, self.tty = images_per_epoch, out, tty
         self.started, self.wall_before, self.events = started, wall_before, events
+        self.corrupt = corrupt    # epoch → training files dropped as corrupt in it (Pipeline.corrupt_in_epoch), or None
         self.sync_replicas = replica_state_sync(tf, plan.strategy, model)
         self.mark = time.perf_counter()
 
@@ -291,8 +292,11 @@ class Commit:
             prune(self.folder, epoch, best=history.restored_epoch())
             if self.events is not None:
                 self.events.epoch(row)
+            skipped = self.corrupt(epoch) if self.corrupt is not None else None
             if not self.tty:
-                print(self.epoch_line(row), file=self.out, flush=True)
+                print(self.epoch_line(row, skipped), file=self.out, flush=True)
+            elif skipped:        # Keras's progress bar showed the epoch: the count on a line of its own
+                print(f"epoch {epoch}: {corrupt_text(skipped)}", file=self.out, flush=True)
         self.mark = time.perf_counter()
         return stop
 
@@ -308,9 +312,19 @@ class Commit:
                             f"(train.schedule.warmup_epochs) or set train.optimizer.clipnorm, and rerun: training "
                             f"continues from the last good checkpoint")
 
-    def epoch_line(self, row) -> str:
-        """One line per epoch for logs (no carriage returns)."""
+    def epoch_line(self, row, corrupt=None) -> str:
+        """One line per epoch for logs (no carriage returns); `corrupt`: the files dropped in it."""
         values = "  ".join(f"{k} {row[k]:.4f}" for k in row if k not in ("epoch", "learning_rate", "seconds",
                                                                           "images_per_second"))
         return (f"epoch {row['epoch']}/{self.section.epochs}  {values}  lr {row['learning_rate']:.3g}  "
-                f"{row['seconds']:.1f}s  {row['images_per_second']:,.0f} img/s")
+                f"{row['seconds']:.1f}s  {row['images_per_second']:,.0f} img/s"
+                + (f"  {corrupt_text(corrupt)}" if corrupt else ""))
+
+
+def corrupt_text(count) -> str:
+    """The epoch line's tail for files left out while reading.
+
+    >>> corrupt_text(3), corrupt_text(1)
+    ('3 corrupt files skipped', '1 corrupt file skipped')
+    """
+    return f"{count:,} corrupt file{'s' if count != 1 else ''} skipped"

@@ -24,7 +24,6 @@ Runs on one device (the default strategy: the CPU, or the one GPU TensorFlow see
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
 import sys
@@ -468,24 +467,7 @@ def save(model, path):
 def plot(rows, title, folder):
     """training_curves.png: D and G loss together, mean D(x) and D(G(z)) together, and the
     samples' spread relative to the data's."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    epochs = [row["epoch"] for row in rows]
-    panels = (("loss", (("d_loss", "D loss"), ("g_loss", "G loss"))),
-              ("discriminator's mean output", (("d_real", "D(x)"), ("d_fake", "D(G(z))"))),
-              ("sample spread / data's", (("sample_spread", "spread"),)))
-    figure = Figure(figsize=(4.5 * len(panels), 3.6), dpi=100)
-    for i, (name, curves) in enumerate(panels):
-        axes = figure.add_subplot(1, len(panels), i + 1)
-        for key, label in curves:
-            axes.plot(epochs, [row.get(key, float("nan")) for row in rows], marker=".", label=label)
-        axes.set_xlabel("epoch")
-        axes.set_title(name)
-        axes.grid(alpha=0.3)
-        axes.legend()
-    figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    runfolder.atomic_write(folder / runfolder.CURVES, buffer.getvalue())
+    from .curves import write_curves
+    write_curves(rows, title, folder, (("loss", (("d_loss", "D loss"), ("g_loss", "G loss"))),
+                                       ("discriminator's mean output", (("d_real", "D(x)"), ("d_fake", "D(G(z))"))),
+                                       ("sample spread / data's", (("sample_spread", "spread"),))))

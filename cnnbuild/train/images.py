@@ -3,7 +3,9 @@ failure, resizing masks, and the generated `shapes` images. TensorFlow is import
 the functions that need it."""
 from __future__ import annotations
 
+import os
 import re
+import struct
 
 import numpy as np
 
@@ -37,11 +39,110 @@ def unreadable_image(error) -> str:
 DECODABLE_FORMATS = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "BMP": "bmp", "DIB": "bmp", "GIF": "gif"}
 
 
+HEADER_BYTES = 4096       # read at first: a PNG's chunks up to IDAT, a JPEG's markers up to its frame
+JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}   # SOF0…SOF15
+JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}     # markers without a length: TEM, RST0…RST7
+PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}           # IHDR colour type → channels (3, a palette: below)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def image_header(file):
     """An image file's header (a path or a binary file object) → (channels as TensorFlow's
-    decode_image gives them, None), or (None, why it cannot be read). PIL's Image.open reads
-    the header only, no pixels, so this takes microseconds per file; a file whose pixel data
+    decode_image gives them, None), or (None, why it cannot be read). The header alone is
+    read, no pixels: PNG's chunks up to the first IDAT, JPEG's markers up to its frame
+    header, GIF's signature and a plain 24-bit BMP's info header are parsed directly (a few
+    microseconds a file); anything else, or anything unusual, goes to PIL's Image.open, which
+    also reads no pixels and words the reason a file cannot be read. A file whose pixel data
     is damaged passes here and is skipped while training."""
+    if isinstance(file, (str, bytes, os.PathLike)):
+        descriptor = os.open(file, os.O_RDONLY)     # not open(): its buffered file object costs more than the parse
+        try:
+            channels = _channels(os.read(descriptor, HEADER_BYTES),
+                                 lambda offset: os.pread(descriptor, HEADER_BYTES, offset))
+        finally:
+            os.close(descriptor)
+    else:
+        start = file.tell()
+        channels = parsed_channels(file)
+        file.seek(start)
+    if channels is not None:
+        return channels, None
+    return pil_header(file)
+
+
+def parsed_channels(file):
+    """The channels of a PNG, JPEG, GIF or plain 24-bit BMP from its header bytes, as PIL
+    would count them (tests/test_streaming.py compares the two), or None to ask PIL. `file`:
+    a binary file object, read from where it stands."""
+    start = file.tell()
+
+    def more(offset):
+        file.seek(start + offset)
+        return file.read(HEADER_BYTES)
+    return _channels(file.read(HEADER_BYTES), more)
+
+
+def _channels(head, more):
+    """parsed_channels of a file whose first bytes are `head`; more(offset) reads on."""
+    if head.startswith(PNG_SIGNATURE):
+        return _png_channels(head)
+    if head.startswith(b"\xff\xd8\xff"):
+        return _jpeg_channels(head, more)
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 13:
+        return 3                 # TensorFlow decodes every GIF frame as RGB
+    if head[:2] == b"BM" and len(head) >= 34:
+        size, width, height, planes, bits, compression = struct.unpack_from("<IiiHHI", head, 14)
+        if size == 40 and width > 0 and height != 0 and planes == 1 and bits == 24 and compression == 0:
+            return 3
+    return None
+
+
+def _png_channels(head):
+    """Walk the chunks from IHDR to the first IDAT (where PIL's Image.open stops too)."""
+    if len(head) < 33 or head[12:16] != b"IHDR":
+        return None
+    length, _, width, height, depth, colour = struct.unpack_from(">I4sIIBB", head, 8)
+    if length != 13 or not width or not height or colour not in (*PNG_CHANNELS, 3) or depth not in (1, 2, 4, 8, 16):
+        return None
+    position, transparent = 33, False
+    while position + 8 <= len(head):
+        length, kind = struct.unpack_from(">I4s", head, position)
+        if kind == b"IDAT":
+            return (4 if transparent else 3) if colour == 3 else PNG_CHANNELS[colour]
+        transparent |= kind == b"tRNS"
+        position += 12 + length
+    return None                  # chunks past the first bytes (large metadata): PIL walks them
+
+
+def _jpeg_channels(head, more):
+    """Walk the markers from SOI to the frame header (SOFn), whose component count is the
+    channels; segments beyond the first bytes (a large EXIF block) are skipped by seeking."""
+    base, position = 0, 2        # head holds the file's bytes from offset `base`
+    for _ in range(256):          # a JPEG has a few dozen segments before its frame at most
+        if position + 10 > base + len(head):
+            base, head = position, more(position)
+            if len(head) < 10:
+                return None
+        at = position - base
+        if head[at] != 0xFF:
+            return None
+        marker = head[at + 1]
+        if marker == 0xFF:                      # a fill byte
+            position += 1
+        elif marker in JPEG_STANDALONE:
+            position += 2
+        elif marker in JPEG_FRAMES:
+            height, width, components = struct.unpack_from(">HHB", head, at + 5)
+            return components if width and height and components in (1, 3, 4) else None
+        elif marker in (0xD9, 0xDA):            # the end, or scan data before any frame header
+            return None
+        else:
+            position += 2 + struct.unpack_from(">H", head, at + 2)[0]
+    return None
+
+
+def pil_header(file):
+    """What PIL's Image.open reads of a file's header → (channels, None) or (None, why)."""
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(file) as image:
@@ -59,15 +160,16 @@ def image_header(file):
     return Image.getmodebands(mode), None
 
 
-def decode_image(path):
-    """A file (png, jpg, bmp, gif) → uint8 [h, w, c] as stored; the channel count is known at
-    run time only, and `preprocess` converts it."""
+def decode_image(path, channels=0):
+    """A file (png, jpg, bmp, gif) → uint8 [h, w, c] as stored (channels=0: the count is known
+    at run time only, and `preprocess` converts it), or with `channels` (1 or 3) fixed."""
     import tensorflow as tf
-    return tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False, dtype=tf.uint8)
+    return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False, dtype=tf.uint8)
 
 
-def record_parser(source, task):
-    """A function raw tfrecord bytes → (uint8 image [h, w, c], label or mask)."""
+def record_parser(source, task, channels=0):
+    """A function raw tfrecord bytes → (uint8 image [h, w, c], label or mask); `channels` (1
+    or 3) fixes the decoded channel count where every record is known to have it."""
     import tensorflow as tf
     if task == "segmentation":
         features = {source.image_feature: tf.io.FixedLenFeature([], tf.string),
@@ -78,7 +180,8 @@ def record_parser(source, task):
 
     def parse(raw):
         example = tf.io.parse_single_example(raw, features)
-        image = tf.io.decode_image(example[source.image_feature], channels=0, expand_animations=False, dtype=tf.uint8)
+        image = tf.io.decode_image(example[source.image_feature], channels=channels, expand_animations=False,
+                                   dtype=tf.uint8)
         if task == "segmentation":
             return image, tf.io.decode_png(example[source.mask_feature], channels=1)[..., 0]
         return image, example[source.label_feature]

@@ -2,15 +2,18 @@
 function export and predict use too.
 
     arrays (digits, shapes, npz)   in memory → preprocess in batches → cache → per epoch shuffle
-    files (directory)              the file list, reshuffled each epoch → decode + preprocess
-                                   (parallel, AUTOTUNE) → (cache) → …
-    records (tfrecord, tfds)       streamed in stored order → decode + preprocess → (cache) →
-                                   bounded shuffle buffer → …
+    files (directory)              the file list in a permutation seeded by the epoch → decode +
+                                   preprocess (parallel, AUTOTUNE) → …
+    records (tfrecord, tfds)       the shards in an order seeded by the epoch, 4 interleaved →
+                                   a bounded buffer of encoded records → decode + preprocess → …
+    cached (cache: memory, disk)   decoded once → cache → a bounded buffer of decoded images → …
     then                           batch → labels → augment (parallel, AUTOTUNE) → prefetch
 
 Memory stays bounded: a decoded copy is cached only where `data.cache` says so (`auto`: in
 memory when the decoded images fit the budget, a quarter of physical memory unless
-`cache_budget` says otherwise), and the shuffle buffer holds at most `shuffle_buffer` images.
+`cache_budget` says otherwise), and a streamed epoch is shuffled before decoding: a file
+list by a permutation (8 bytes a file), records through a buffer of at most `shuffle_buffer`
+encoded records; decoded images are buffered (`shuffle_buffer` of them) only when cached.
 A file whose header was fine but whose pixels are damaged fails only when decoded: it is
 dropped (`ignore_errors`), counted, and the epoch is filled up to its full count from the
 start of the same epoch's order, so every epoch has the same number of steps.
@@ -28,6 +31,7 @@ PREPROCESS_BATCH = 256   # arrays are preprocessed this many at a time
 BUDGET_SHARE = 4         # cache: auto keeps decoded images in memory up to 1/4 of physical memory
 MIB = 2 ** 20
 CACHE_FOLDER = "data-cache"   # cache: disk writes its files here, inside the run folder
+COUNTED_EPOCHS = 1024    # epochs whose decoded images are counted at once (the prefetch runs ahead by one or two)
 
 
 def physical_memory() -> int:
@@ -95,9 +99,15 @@ class Pipeline:
             for stale in Path(self.cache.file).glob("*.lockfile"):   # left by a killed run; the run folder is ours
                 stale.unlink()
         self.streamed = not loaded.train.in_memory
-        # images decoded whole in training epochs (a corrupt file is the difference to the epoch's count)
-        self.decoded = tf.Variable(0, dtype=tf.int64, trainable=False) if self.streamed else None
-        self.epochs_counted = 0
+        # images decoded whole in each training epoch (slot epoch % COUNTED_EPOCHS): a corrupt
+        # file is the difference to the epoch's count; one slot per epoch, since the prefetch
+        # is already decoding the next epoch when an epoch ends
+        self.decoded = tf.Variable(tf.zeros([COUNTED_EPOCHS], tf.int64), trainable=False) if self.streamed else None
+        self.corrupt_per_epoch = {}
+        self.counting = False    # train_epochs counts; a multi-worker run's own shards are not counted
+        # a file list's columns as variables, made once here (eagerly), read by every epoch's dataset
+        self.tables = {name: part.tables() for name, part in (("train", loaded.train), ("validation", loaded.validation))
+                       if part is not None and part.decode is not None and part.stream is None}
         self.warned = False
         self.train_base = self._cached(loaded.train, "train")
         self.validation_base = self._cached(loaded.validation, "validation") if loaded.validation else None
@@ -105,7 +115,19 @@ class Pipeline:
     def describe(self) -> str:
         """For the train header: the cache chosen and why, the decoding."""
         decoding = "parallel decode (AUTOTUNE)" if self.streamed else "in memory"
-        return f"{decoding}, {self.cache.describe()}, shuffle buffer {self.shuffle_buffer:,}"
+        return f"{decoding}, {self.cache.describe()}, {self.shuffle_text()}"
+
+    def shuffle_text(self) -> str:
+        """What the shuffle holds: a whole file list, encoded records, or decoded images."""
+        part = self.loaded.train
+        if self.train_base is None and part.stream is None:
+            return f"the {part.count:,} file names reshuffled each epoch"
+        if self.train_base is None:
+            return f"shuffle buffer {self.shuffle_buffer:,} encoded records"
+        if self.cache.where == "disk":
+            size = self.shuffle_buffer * 4 * self.input_shape[0] * self.input_shape[1] * self.input_shape[2]
+            return f"shuffle buffer {self.shuffle_buffer:,} decoded images ({size / MIB:,.0f} MiB)"
+        return f"shuffle buffer {self.shuffle_buffer:,} decoded images"
 
     # ── decoding ──────────────────────────────────────────────────────────────────────────
 
@@ -121,12 +143,15 @@ class Pipeline:
             resized = tf.image.resize(tf.cast(labels, tf.uint8)[..., None], label_shape, method="nearest")
             return tf.cast(resized[..., 0], tf.int32)
 
-        data = part.dataset(order_seed if part.decode is not None else None)
+        data = part.dataset(order_seed, self.shuffle_buffer, self.tables.get("train" if part is self.loaded.train else
+                                                                             "validation" if part is self.loaded.validation
+                                                                             else None))
+        plain = tf.autograph.experimental.do_not_convert   # see train_epochs
         if data.element_spec[0].shape.is_fully_defined():   # images of one size (arrays): preprocessed in batches
             data = data.batch(PREPROCESS_BATCH)
-            data = data.map(lambda x, y: (preprocess(x, shape), mask(y)), num_parallel_calls=AUTOTUNE).unbatch()
+            data = data.map(plain(lambda x, y: (preprocess(x, shape), mask(y))), num_parallel_calls=AUTOTUNE).unbatch()
         else:                                                # decoded files: each its own size and channels
-            data = data.map(lambda x, y: (preprocess(x[None], shape)[0], mask(y)), num_parallel_calls=AUTOTUNE)
+            data = data.map(plain(lambda x, y: (preprocess(x[None], shape)[0], mask(y))), num_parallel_calls=AUTOTUNE)
         if part.in_memory:
             # a known length lets Keras size its progress bar and evaluation without a warning
             return data.apply(tf.data.experimental.assert_cardinality(part.count))
@@ -142,15 +167,11 @@ class Pipeline:
         return data.cache(os.path.join(self.cache.file, name) if self.cache.where == "disk" else "")
 
     def _epoch_items(self, seed):
-        """One epoch's decoded training items in their shuffled order."""
-        part = self.loaded.train
-        if self.train_base is not None:
-            data = self.train_base
-        elif part.decode is not None:   # a file list: reshuffled whole each epoch, cheaply (names, not pixels)
-            return self._decoded(part, order_seed=seed)
-        else:
-            data = self._decoded(part)
-        return data.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+        """One epoch's decoded training items in their shuffled order: streamed ones shuffled
+        before decoding (file names, encoded records), cached ones through the buffer."""
+        if self.train_base is None:
+            return self._decoded(self.loaded.train, order_seed=seed)
+        return self.train_base.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
     def _labels(self, images, labels):
         tf = self.tf
@@ -181,10 +202,10 @@ class Pipeline:
             return self._worker_epoch(seed, salt, shard)
         data = self._epoch_items(seed)
         if self.streamed:
-            decoded = self.decoded
+            decoded, slot = self.decoded, [[salt % COUNTED_EPOCHS]]
 
             def counted(image, label):
-                decoded.assign_add(1)
+                decoded.scatter_nd_add(slot, [1])
                 return image, label
             # a dropped (corrupt) item is replaced by the next of the same epoch's order, again from its start
             data = data.map(counted).concatenate(self._epoch_items(seed).repeat()).take(count)
@@ -218,7 +239,7 @@ class Pipeline:
         share = self.loaded.train.count // workers
 
         def items():
-            return self._decoded(part).shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+            return self._decoded(part, order_seed=seed)
         data = items().concatenate(items().repeat()).take(share)
         return self._finish(data.batch(batch, drop_remainder=True), salt)
 
@@ -238,16 +259,31 @@ class Pipeline:
     def train_epochs(self, start, end):
         """Epochs start…end−1 back to back, for Keras's fit with steps_per_epoch."""
         tf = self.tf
-        self.epochs_counted += end - start
-        return self._options(tf.data.Dataset.range(start, end).flat_map(self.train_epoch).prefetch(tf.data.AUTOTUNE))
+        # not converted by AutoGraph: the epoch's code is plain Python building tf.data (no tensor
+        # conditions), and converting it and all it calls took 1–2 s of every start, measured
+        epoch = tf.autograph.experimental.do_not_convert(self.train_epoch)
+        self.counting = self.streamed
+        return self._options(tf.data.Dataset.range(start, end).flat_map(epoch).prefetch(tf.data.AUTOTUNE))
+
+    def corrupt_in_epoch(self, epoch):
+        """How many training images of `epoch` (1-based, just finished) were dropped while
+        decoding (damaged pixel data behind a good header), or None where not counted (arrays
+        in memory, or a multi-worker run). Exact once the epoch's last batch is taken: every
+        image of the epoch's order has been decoded or dropped by then."""
+        if not self.counting:
+            return None
+        slot = (epoch - 1) % COUNTED_EPOCHS
+        decoded = int(self.decoded[slot].numpy())
+        self.decoded.scatter_nd_update([[slot]], [0])     # free for epoch + COUNTED_EPOCHS
+        self.corrupt_per_epoch[epoch] = max(0, self.loaded.train.count - decoded)
+        return self.corrupt_per_epoch[epoch]
 
     def corrupt_skipped(self):
-        """How many training images per epoch were dropped while decoding (damaged pixel data
-        behind a good header), or None where not counted (arrays in memory)."""
-        if self.decoded is None or not self.epochs_counted:
+        """The most training images one epoch of this session dropped while decoding (the
+        same in every epoch: the same files), or None where not counted."""
+        if not self.corrupt_per_epoch:
             return None
-        expected = self.loaded.train.count * self.epochs_counted
-        return max(0, expected - int(self.decoded.numpy())) // self.epochs_counted
+        return max(self.corrupt_per_epoch.values())
 
     def validation(self):
         if self.loaded.validation is None:

@@ -24,7 +24,6 @@ starts: a second `train` or an `export` into the folder is refused, naming this 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import sys
 import time
@@ -149,7 +148,8 @@ def _train(spec, report, folder, out, started) -> dict:
     with plan.strategy.scope():
         commit = Commit(tf, folder, plan, section, model, loop.optimizer, schedule, history,
                         plan.images_per_epoch(steps_per_epoch, section.batch_size, loaded.train.count), out, tty,
-                        started, wall_before=float(meta.get("wall_time_seconds", 0.0)), events=events)
+                        started, wall_before=float(meta.get("wall_time_seconds", 0.0)), events=events,
+                        corrupt=pipeline.corrupt_in_epoch)
 
     say(f"{spec.name}: {loaded.describe()}; {report.params:,} parameters; "
         f"{plan.kind} strategy, {plan.replicas} replica{'s' if plan.replicas > 1 else ''}"
@@ -311,24 +311,8 @@ def save_model(keras, spec, report, model, policy, folder):
 
 def plot(rows, title, folder):
     """training_curves.png: each metric per epoch, training and validation side by side."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    epochs = [row["epoch"] for row in rows]
+    from .curves import write_curves
     names = [k for k in rows[-1] if not k.startswith("val_") and k not in ("epoch", "learning_rate", "seconds",
                                                                            "images_per_second")]
-    figure = Figure(figsize=(4.5 * len(names), 3.6), dpi=100)
-    for i, name in enumerate(names):
-        axes = figure.add_subplot(1, len(names), i + 1)
-        axes.plot(epochs, [row.get(name, float("nan")) for row in rows], marker=".", label=name)
-        if any(f"val_{name}" in row for row in rows):
-            axes.plot(epochs, [row.get(f"val_{name}", float("nan")) for row in rows], marker=".", label=f"val_{name}")
-        axes.set_xlabel("epoch")
-        axes.set_title(name)
-        axes.grid(alpha=0.3)
-        axes.legend()
-    figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    runfolder.atomic_write(folder / runfolder.CURVES, buffer.getvalue())
+    write_curves(rows, title, folder, [(name, [(name, name)] + [(f"val_{name}", f"val_{name}")] * any(
+        f"val_{name}" in row for row in rows)) for name in names])
