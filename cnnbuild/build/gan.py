@@ -12,11 +12,6 @@ inside the functions, so importing this module is free.
 """
 from __future__ import annotations
 
-from ..errors import Problem, SpecError
-
-# G's last activation → the pixel range its images are in (contract: tanh or sigmoid)
-PIXEL_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
-
 
 def build_gan(gan_spec):
     """(generator, discriminator), uncompiled Keras models (see the module's docstring)."""
@@ -49,14 +44,3 @@ def build_gan(gan_spec):
     discriminator = keras.Model({"image": image, "label": label}, discriminator_body(joined), name="discriminator")
     return generator, discriminator
 
-
-def pixel_range(generator, where) -> tuple:
-    """(lo, hi) of the images G makes, read from its built output's activation (tanh: −1…1,
-    sigmoid: 0…1); another activation is a SpecError at `where` (the generator's place)."""
-    from .model import output_activation
-    activation = output_activation(generator)
-    if activation not in PIXEL_RANGES:
-        raise SpecError([Problem(where, f"the generator ends in {activation or 'a linear layer'}, but its images "
-                                        "must be pixels in a fixed range",
-                                 "end it with activation: tanh (pixels in −1…1, as DCGAN) or sigmoid (0…1)")])
-    return PIXEL_RANGES[activation]

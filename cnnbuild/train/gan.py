@@ -55,7 +55,7 @@ def train_gan(gan_spec, out=None, stdout=None) -> dict:
     """Train a GanSpec's generator and discriminator; returns the final metrics (a dict), or
     raises. The run folder defaults to runs/NAME/; an unfinished one is resumed."""
     started = time.time()
-    reports = network_reports(gan_spec)
+    report = checked(gan_spec)
     section = gan_spec.train
     if section.strategy not in ("auto", "default"):
         raise UsageError(f"train.strategy {section.strategy}: a GAN trains on one device for now (the default "
@@ -74,20 +74,20 @@ def train_gan(gan_spec, out=None, stdout=None) -> dict:
         # under a GradientTape (TF 2.21); the steps are the same without the fusion
         tf.config.optimizer.set_experimental_options({"remapping": False})
         try:
-            return _train(gan_spec, reports, data_spec, labels, folder, stdout or sys.stdout, started)
+            return _train(gan_spec, report, data_spec, labels, folder, stdout or sys.stdout, started)
         finally:
             keras.mixed_precision.set_global_policy(previous[0])
             tf.config.optimizer.set_experimental_options({"remapping": previous[1].get("remapping", True)})
 
 
-def network_reports(gan_spec):
-    """(generator report, discriminator report) from the GAN check (both networks and the
-    pair); a SpecError when it finds errors."""
+def checked(gan_spec):
+    """The GAN check's report (both networks, the pair, G's pixel range); a SpecError when it
+    finds errors."""
     from ..check.gan import infer_gan
     report = infer_gan(gan_spec)
     if not report.valid:
         raise SpecError(report.errors)
-    return report.generator, report.discriminator
+    return report
 
 
 def data_spec_of(gan_spec):
@@ -123,7 +123,7 @@ def label_count(gan_spec) -> int:
                      "  hint: give data.classes: [names] (the labels are read but not used)")
 
 
-def _train(gan_spec, reports, data_spec, labels, folder, out, started) -> dict:
+def _train(gan_spec, report, data_spec, labels, folder, out, started) -> dict:
     import tensorflow as tf
 
     from .strategy import make_plan
@@ -148,9 +148,9 @@ def _train(gan_spec, reports, data_spec, labels, folder, out, started) -> dict:
 
     # the two networks and their pixel range
     from ..build import ends_in_probabilities
-    from ..build.gan import build_gan, pixel_range
+    from ..build.gan import build_gan
     generator, discriminator = build_gan(gan_spec)
-    low, high = pixel_range(generator, gan_spec.place("generator"))
+    low, high = report.pixel_range         # the check refuses a generator without one
     probability = ends_in_probabilities(discriminator)
 
     # the pipeline: images in 0…1, augmented when the spec says so
@@ -188,7 +188,7 @@ def _train(gan_spec, reports, data_spec, labels, folder, out, started) -> dict:
         rows, wall_before = meta["history"], float(meta.get("wall_time_seconds", 0.0))
         runfolder.atomic_write(folder / runfolder.HISTORY, runfolder.history_text(rows))   # the checkpoint's truth
 
-    g_report, d_report = reports
+    g_report, d_report = report.generator, report.discriminator
     say(f"{gan_spec.name}: {loaded.describe()}; generator {g_report.params:,} parameters, discriminator "
         f"{d_report.params:,}; {'conditional, ' if gan.conditional else ''}{gan.loss} loss, "
         f"k = {gan.discriminator_steps}, pixels {low:g}…{high:g}, {'probability' if probability else 'logit'} D; "
