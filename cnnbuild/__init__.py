@@ -31,12 +31,12 @@ _LAZY = {"train_spec": ("train", "train"),
 
 def build_model(spec, report=None):
     """The uncompiled Keras model of a spec: a Spec, or the path of a YAML file, loaded first
-    (the build stage itself takes a Spec only)."""
-    from .build import build_model as build
+    (the assemble stage itself takes a Spec only)."""
+    from .assemble import build_model as build
     loaded = spec if isinstance(spec, Spec) else load_spec(spec)
     if not isinstance(loaded, Spec):   # a GanSpec: two models, not one
         raise UsageError(f"{getattr(loaded, 'file', spec)} is a GAN spec (a generator and a discriminator), not one "
-                         "model: build the pair with cnnbuild.build.gan.build_gan(cnnbuild.load_spec(path)), or "
+                         "model: build the pair with cnnbuild.assemble.gan.build_gan(cnnbuild.load_spec(path)), or "
                          "check it with cnnbuild.check")
     return build(loaded, report)
 

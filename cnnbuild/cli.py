@@ -193,7 +193,7 @@ def summary(p, args):
         p.add_argument("spec", help="the YAML spec (e.g. specs/lenet5.yaml)")
         _budget_args(p)
         return
-    from .build import build_model, differences, keras_summary
+    from .assemble import build_model, differences, keras_summary
     from .check.report import format_table, infer
     from .parse.gan import GanSpec
     spec = _load(args.spec, args)
@@ -221,7 +221,7 @@ def summary(p, args):
 
 def _summary_gan(spec, args) -> int:
     """`cnnbuild summary GAN.yaml`: the static table beside Keras's summary, for each network's body."""
-    from .build import build_model, differences, keras_summary
+    from .assemble import build_model, differences, keras_summary
     from .check.gan import infer_gan
     from .check.report import format_table
     report = infer_gan(spec)

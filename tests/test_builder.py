@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnbuild.build import build_model
+from cnnbuild.assemble import build_model
 from cnnbuild.check.report import infer
 from cnnbuild.parse import load_spec
 from cnnbuild.parse.gan import GanSpec

@@ -186,11 +186,11 @@ def test_check_never_imports_tensorflow_or_keras(spec_text):
 def test_an_internal_error_is_one_paragraph_not_a_traceback(spec_text, monkeypatch, capsys):
     """The last-resort handler: a failure that is nobody's input error (here the builder itself
     breaks) becomes one paragraph, exit 1; CNNBUILD_DEBUG=1 lets the traceback through."""
-    import cnnbuild.build
+    import cnnbuild.assemble
 
     def broken(*args, **kwargs):
         raise RuntimeError("builder broke")
-    monkeypatch.setattr(cnnbuild.build, "build_model", broken)
+    monkeypatch.setattr(cnnbuild.assemble, "build_model", broken)
     path = spec_text(LENET)
     monkeypatch.delenv("CNNBUILD_DEBUG", raising=False)
     assert main(["summary", str(path)]) == 1

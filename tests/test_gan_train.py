@@ -182,7 +182,7 @@ def test_a_run_folder_of_another_spec_is_refused(gan_run, tmp_path):
     TINY_GAN.replace("conditional: true", "conditional: false").replace("dense: 1", "dense: {units: 1, activation: sigmoid}"),
 ], ids=["dcgan_digits", "unconditional_sigmoid"])
 def test_built_networks_have_the_parameters_the_check_reports(text):
-    from cnnbuild.build.gan import build_gan
+    from cnnbuild.assemble.gan import build_gan
     from cnnbuild.check.gan import infer_gan
     spec = parse_spec(text)
     report = infer_gan(spec)

@@ -334,7 +334,7 @@ def test_kind(kind):
 
 
 def test_differences_lists_every_count_and_shape_that_disagrees():
-    from cnnbuild.build import differences
+    from cnnbuild.assemble import differences
     # the report of one spec against the model of another, with the same layer names:
     # A: conv 4·(3·3·3 + 1) = 112 → 6×6×4 → flatten 144 → dense 144·2 + 2 = 290: 402, all trainable
     # B: padding same keeps 8×8×4 and batchnorm adds 4·2 trainable + 4·2 not → flatten 256 → dense 256·2 + 2 = 514:

@@ -96,7 +96,7 @@ def test_stages_import_no_later_stage():
     before it, never one after it. The layer kinds come first: the spec parser reads their
     arguments, the check and the builder call their rules, and they know no stage. The
     drawing and the schema are views of a spec and its report."""
-    order = {"layers": 0, "parse": 1, "check": 2, "build": 3, "views": 3, "train": 4, "serve": 5}
+    order = {"layers": 0, "parse": 1, "check": 2, "assemble": 3, "views": 3, "train": 4, "serve": 5}
     wrong = []
     for module, targets in graph().items():
         stage = module.split(".")[1] if module.count(".") else ""

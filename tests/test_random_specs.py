@@ -11,7 +11,7 @@ import random
 import pytest
 import yaml
 
-from cnnbuild.build import build_model
+from cnnbuild.assemble import build_model
 from cnnbuild.check.report import infer
 from cnnbuild.parse import parse_spec
 

@@ -610,7 +610,7 @@ LAST_LAYERS = {     # the spec's last entries → does the built model end in pr
 @pytest.mark.parametrize("case", sorted(LAST_LAYERS))
 def test_ends_in_probabilities_follows_the_built_graph(case):
     from cnnbuild import build_model
-    from cnnbuild.build import ends_in_probabilities
+    from cnnbuild.assemble import ends_in_probabilities
     layers, expected = LAST_LAYERS[case]
     model = build_model(parse_spec(f"name: n\ninput: [8, 8, 1]\nlayers:\n  {layers}\n"))
     assert ends_in_probabilities(model) is expected

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnbuild.build import build_model
+from cnnbuild.assemble import build_model
 from cnnbuild.check.report import infer
 from cnnbuild.parse import load_spec, parse_spec
 

@@ -262,7 +262,7 @@ def serving_model(model, image_shape, channels=None):
     that LiteRT's builtin interpreter lacks."""
     import keras
 
-    from ..build import ends_in_probabilities
+    from ..assemble import ends_in_probabilities
     from ..layers.keras_layers import ClassId, Preprocess
     images = keras.Input((None, None, channels), dtype="uint8", name="images")
     probabilities = model(Preprocess(image_shape, name="preprocess")(images), training=False)
@@ -277,7 +277,7 @@ def reference(run: Run, images):
     export: the numbers an export must reproduce."""
     import keras
 
-    from ..build import ends_in_probabilities
+    from ..assemble import ends_in_probabilities
     from ..preprocess import preprocess
     out = run.model(preprocess(images, run.image_shape), training=False)
     if not ends_in_probabilities(run.model):

@@ -15,7 +15,7 @@ The run folder is a classifier run's (runfolder.py, checkpoints.py): the lock, s
 one checksummed checkpoint per epoch holding both networks, both optimizers and the
 history, history.csv, metrics.json and training_curves.png; and for a GAN gan.json,
 samples/epoch_NNN.png (a fixed noise batch, one row per class when conditional),
-generator.keras and discriminator.keras (build/gan.py's models). Noise is drawn statelessly
+generator.keras and discriminator.keras (assemble/gan.py's models). Noise is drawn statelessly
 from (train.seed, step), and the data's order from (train.seed, epoch), so a run resumed
 after a SIGKILL ends with the same weights as one that was never stopped.
 
@@ -147,8 +147,8 @@ def _train(gan_spec, report, data_spec, labels, folder, out, started) -> dict:
     steps_per_epoch = plan.steps_per_epoch(loaded.train.count, section.batch_size)
 
     # the two networks and their pixel range
-    from ..build import ends_in_probabilities
-    from ..build.gan import build_gan
+    from ..assemble import ends_in_probabilities
+    from ..assemble.gan import build_gan
     generator, discriminator = build_gan(gan_spec)
     low, high = report.pixel_range         # the check refuses a generator without one
     probability = ends_in_probabilities(discriminator)

@@ -102,7 +102,7 @@ def _train(spec, report, folder, out, started) -> dict:
     steps_per_epoch = plan.steps_per_epoch(loaded.train.count, section.batch_size)
 
     # 4. the model, its variables mirrored over the strategy's replicas
-    from ..build import build_model, ends_in_probabilities
+    from ..assemble import build_model, ends_in_probabilities
     with plan.strategy.scope():
         model = build_model(spec, report)
 
@@ -294,7 +294,7 @@ def figure_title(folder, what, data) -> str:
 def save_model(keras, spec, report, model, policy, folder):
     """model.keras: the spec's model with the trained weights, in float32, with no
     optimizer and no augmentation — what export and predict load."""
-    from ..build import build_model
+    from ..assemble import build_model
     keras.mixed_precision.set_global_policy("float32")
     try:
         bare = build_model(spec, report)
