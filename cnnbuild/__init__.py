@@ -1,56 +1,105 @@
 """cnnbuild: describe a CNN in YAML, check it instantly, build the identical Keras model,
 train it, export it. The Python API is the command line's:
 
-    spec = cnnbuild.load_spec("specs/lenet5.yaml")    # YAML → Spec (validated)
+    spec = cnnbuild.load_spec("specs/lenet5.yaml")    # YAML → Spec (validated; a GAN spec → GanSpec)
     report = cnnbuild.check(spec)                    # Spec → Report (no TensorFlow)
     model = cnnbuild.build_model(spec)               # Spec → keras.Model
     cnnbuild.train_spec("specs/lenet5.yaml", out="runs/lenet5")     # → run folder
     cnnbuild.export_run("runs/lenet5")                               # → verified SavedModel
     cnnbuild.predict_files("runs/lenet5/export/savedmodel", ["a.png"])
     cnnbuild.evaluate_run("runs/lenet5")
-    cnnbuild.sample_run("runs/cgan"); cnnbuild.export_generator("runs/cgan")        # a GAN run
-    cnnbuild.evaluate_gan("runs/cgan", classifier="runs/lenet5")
+    cnnbuild.sample_run("runs/cgan"); cnnbuild.export_run("runs/cgan")           # a GAN run: its generator
+    cnnbuild.evaluate_run("runs/cgan", classifier="runs/lenet5")
     cnnbuild.draw_spec(spec, "lenet5.svg"); cnnbuild.spec_schema()
 
+Every call asks the families table (cnnbuild/families/) what a spec or a run folder is.
 Importing cnnbuild imports neither TensorFlow nor Keras; the stages that need them import
 them when called.
 """
-from .errors import Problem, SpecError, UsageError, Where
-from .check import Report, format_table, infer
-from .parse import Spec, load_spec, parse_spec
+from pathlib import Path
 
-# The later stages load on first use, so `import cnnbuild` (and `cnnbuild check`) stays light.
-# API name → (module, function); names differ from the modules' (cnnbuild.train is the module).
-_LAZY = {"train_spec": ("train", "train"),
-         "export_run": ("serve.export", "export_run"), "predict_files": ("serve.predict", "predict_files"),
-         "evaluate_run": ("serve.evaluate", "evaluate_run"), "draw_spec": ("views.draw", "draw"),
-         "spec_schema": ("views.schema", "spec_schema"),
-         "sample_run": ("serve.sample", "sample_run"), "export_generator": ("serve.gan_export", "export_generator"),
-         "evaluate_gan": ("serve.evaluate", "evaluate_gan")}
+from .check import Report, format_table
+from .errors import Problem, SpecError, UsageError, Where
+from .families import load_spec, parse_spec, resolve_spec
+from .parse import Spec
+
+
+def _spec(spec, overrides=(), resolve=False):
+    """A spec object, or the path of a YAML file, loaded first."""
+    from . import families
+    if isinstance(spec, (str, Path)):
+        return (resolve_spec if resolve else load_spec)(spec, overrides)
+    families.of_spec(spec)
+    return spec
+
+
+def check(spec):
+    """Spec → its Report (a GAN spec → a GanReport, both networks and the pair); no TensorFlow."""
+    from . import families
+    spec = _spec(spec)
+    checked = families.of_spec(spec).check(spec, files_only=True)
+    return getattr(checked, "report", checked)
+
+
+infer = check
 
 
 def build_model(spec, report=None):
-    """The uncompiled Keras model of a spec: a Spec, or the path of a YAML file, loaded first
-    (the assemble stage itself takes a Spec only)."""
+    """The uncompiled Keras model of a one-network spec (a Spec, or the path of a YAML file)."""
+    from . import families
     from .assemble import build_model as build
-    loaded = spec if isinstance(spec, Spec) else load_spec(spec)
-    if not isinstance(loaded, Spec):   # a GanSpec: two models, not one
-        raise UsageError(f"{getattr(loaded, 'file', spec)} is a GAN spec (a generator and a discriminator), not one "
-                         "model: build the pair with cnnbuild.assemble.gan.build_gan(cnnbuild.load_spec(path)), or "
-                         "check it with cnnbuild.check")
-    return build(loaded, report)
+    spec = _spec(spec)
+    family = families.of_spec(spec)
+    if family is not families.DEFAULT:
+        raise UsageError(f"{getattr(spec, 'file', spec)} is a {family.title} spec (several networks), not one model: "
+                         "build its networks with cnnbuild.families.of_spec(spec).networks(spec, cnnbuild.check(spec)), "
+                         "or check it with cnnbuild.check")
+    return build(spec, report)
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        module, function = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), function)
-    raise AttributeError(f"module 'cnnbuild' has no attribute {name!r}")
+def train_spec(spec, out=None, overrides=(), stdout=None):
+    """Train a spec (a path, resolved with `overrides`, or a spec from resolve_spec) into a run
+    folder; returns the final metrics. The spec and its data are checked first, without TensorFlow."""
+    from . import families
+    spec = _spec(spec, overrides, resolve=True)
+    family, checked = families.checked_for_training(spec)
+    return family.train(spec, checked, out=out, stdout=stdout)
 
 
-check = infer
+def export_run(run_dir, out=None, format="savedmodel") -> list:
+    """Export a run (a classifier's model, a GAN's generator), verified by reloading; returns what
+    `cnnbuild export` prints."""
+    from . import families
+    return families.of_run(run_dir).export(run_dir, out, format)
+
+
+def evaluate_run(run_dir, data=None, classifier=None, n=1000, seed=0, out=None):
+    """Evaluate a run (a classifier on its validation data or `data`; a GAN's samples with `classifier`)."""
+    from . import families
+    return families.of_run(run_dir).evaluate(run_dir, {"data": data, "classifier": classifier, "n": n, "seed": seed,
+                                                       "out": out})
+
+
+def predict_files(model, images, top=1, out="predictions"):
+    from . import families
+    return families.for_verb("predict", model).predict(model, images, top, out)
+
+
+def sample_run(run, count=64, class_name=None, seed=0, out=None) -> dict:
+    from . import families
+    return families.for_verb("sample", run).sample(run, count, class_name, seed, out)
+
+
+def draw_spec(spec, out):
+    from .views.draw import draw
+    return draw(_spec(spec), out)
+
+
+def spec_schema() -> dict:
+    from .families import spec_schema as schema
+    return schema()
+
 
 __all__ = ["Problem", "Report", "Spec", "SpecError", "UsageError", "Where", "build_model", "check", "draw_spec",
-           "evaluate_gan", "evaluate_run", "export_generator", "export_run", "format_table", "infer", "load_spec",
-           "parse_spec", "predict_files", "sample_run", "spec_schema", "train_spec"]
+           "evaluate_run", "export_run", "format_table", "infer", "load_spec", "parse_spec", "predict_files",
+           "resolve_spec", "sample_run", "spec_schema", "train_spec"]

@@ -62,8 +62,23 @@ class SpecError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class UsageError(Exception):
+class Failure(Exception):
+    """A refusal or a failure that is no bug: what is wrong (`message`, naming the file or the
+    value) and how to fix it (`hint`), kept apart as data; the command line prints them in one
+    place (cli.py) and exits with `status`. A message may still carry its hint inline
+    ("…\n  hint: …"), as older raise sites write it; `hint` is then empty."""
+
+    status = 1
+
+    def __init__(self, message: str = "", hint: str = ""):
+        self.message, self.hint = message, hint
+        super().__init__(message + (f"\n  hint: {hint}" if hint else ""))
+
+
+class UsageError(Failure):
     """The command was used wrongly or a file could not be read at all (exit status 2)."""
+
+    status = 2
 
 
 class Invalid(Exception):

@@ -46,10 +46,10 @@ def gan_run(tmp_path_factory):
     (gan.json, generator.keras, discriminator.keras, samples/, history.csv, metrics.json)."""
     import io
 
-    from cnnbuild.parse import resolve_spec
-    from cnnbuild.train.gan import train_gan
+    from cnnbuild import resolve_spec
+    from cnnbuild import train_spec
     folder = tmp_path_factory.mktemp("gan_run")
     spec = folder / "tiny_gan.yaml"
     spec.write_text(TINY_GAN, encoding="utf-8")
-    train_gan(resolve_spec(spec), out=folder / "run", stdout=io.StringIO())
+    train_spec(resolve_spec(spec), out=folder / "run", stdout=io.StringIO())
     return folder / "run"

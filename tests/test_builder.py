@@ -12,7 +12,7 @@ import pytest
 from cnnbuild.assemble import build_model
 from cnnbuild.check.report import infer
 from cnnbuild.parse import load_spec
-from cnnbuild.parse.gan import GanSpec
+from cnnbuild.families.gan.spec import GanSpec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 # a GAN spec (specs/dcgan_digits.yaml) is two networks: tests/test_gan_train.py builds them against the check

@@ -18,14 +18,15 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-from cnnbuild.check import GanReport, infer, infer_gan
+from cnnbuild import infer
+from cnnbuild.families.gan.check import GanReport, infer_gan
 from cnnbuild.cli import main
 from cnnbuild.errors import SpecError, UsageError
-from cnnbuild.parse import load_spec, parse_spec, resolve_spec
-from cnnbuild.parse.gan import GanSpec
+from cnnbuild import load_spec, parse_spec, resolve_spec
+from cnnbuild.families.gan.spec import GanSpec
 from cnnbuild.parse.overrides import given, setting
 from cnnbuild.parse.source import load, parse_text
-from cnnbuild.views.schema import spec_schema
+from cnnbuild import spec_schema
 
 from conftest import ROOT
 from test_bad_specs import expected

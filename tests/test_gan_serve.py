@@ -228,7 +228,7 @@ def test_export_round_trip_with_tensorflow_alone(conditional_run, tmp_path, caps
     assert np.abs(cells(tmp_path / "a.png", 8, 2).astype(int) - cells(tmp_path / "b.png", 8, 2)).max() <= 1
     # a classifier command on the generator export says what it is
     assert main(["predict", str(folder), str(tmp_path / "a.png")]) == 2
-    assert "a GAN generator export" in capsys.readouterr().err
+    assert "a GAN run or export, not a classifier run; sample it with cnnbuild sample" in capsys.readouterr().err
 
 
 def test_export_unconditional_rgb_and_refusals(tmp_path, capsys):

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from cnnbuild import UsageError, runfolder
-from cnnbuild.parse import parse_spec, resolve_spec
-from cnnbuild.train.gan import warnings
+from cnnbuild import parse_spec, resolve_spec
+from cnnbuild.families.gan.training import warnings
 
 from conftest import TINY_GAN
 
@@ -60,7 +60,7 @@ def write(tmp_path, text, name):
 def train_quietly(spec, out, overrides=()):
     """cnnbuild's train() (the dispatch the command line uses) on a GAN spec file; (metrics, printed)."""
     from cnnbuild.parse.overrides import settings
-    from cnnbuild.train.run import train
+    from cnnbuild import train_spec as train
     printed = io.StringIO()
     metrics = train(resolve_spec(spec, settings(list(overrides))), out=out, stdout=printed)
     return metrics, printed.getvalue()
@@ -87,7 +87,7 @@ def test_samples_of_the_zoo_dcgan_are_recognised_by_a_separately_trained_classif
     import keras
 
     from cnnbuild.preprocess import preprocess
-    from cnnbuild.train.run import train
+    from cnnbuild import train_spec as train
     judged = train(write(tmp_path, JUDGE, "judge.yaml"), out=tmp_path / "judge", stdout=io.StringIO())
     assert judged["val_accuracy"] >= 0.95
     metrics, printed = train_quietly(ZOO, tmp_path / "gan", ["train.epochs=5"])
@@ -153,7 +153,7 @@ def test_the_run_folder_holds_what_the_contract_names_and_reads_back(gan_run):
     # the last sample grid is the reloaded generator's picture of the fixed noise: one row per digit
     picture = np.asarray(Image.open(gan_run / "samples" / "epoch_002.png"))
     assert picture.shape == (10 * 32 + 9 * 4, 4 * 32 + 3 * 4)       # 8×8 cells enlarged ×4, 4 columns
-    from cnnbuild.train.gan import SampleGrid
+    from cnnbuild.families.gan.training import SampleGrid
     import tensorflow as tf
     fixed = SampleGrid(tf, resolve_spec(gan_run / runfolder.SPEC), info["classes"], -1.0, 1.0)
     cells = np.round(fixed.images(generator) * 255).astype(np.uint8)
@@ -182,8 +182,8 @@ def test_a_run_folder_of_another_spec_is_refused(gan_run, tmp_path):
     TINY_GAN.replace("conditional: true", "conditional: false").replace("dense: 1", "dense: {units: 1, activation: sigmoid}"),
 ], ids=["dcgan_digits", "unconditional_sigmoid"])
 def test_built_networks_have_the_parameters_the_check_reports(text):
-    from cnnbuild.assemble.gan import build_gan
-    from cnnbuild.check.gan import infer_gan
+    from cnnbuild.families.gan.models import build_gan
+    from cnnbuild.families.gan.check import infer_gan
     spec = parse_spec(text)
     report = infer_gan(spec)
     generator, discriminator = build_gan(spec)
@@ -232,7 +232,7 @@ def _row(epoch, real, fake, spread):
     ([_row(e, 0.55, 0.45, 1.0) for e in range(1, 7)], [[]] * 6),
 ], ids=["discriminator_won", "mode_collapse", "healthy"])
 def test_the_failure_modes_are_warned_of_once_when_they_begin(rows, expected):
-    from cnnbuild.parse.gan import Gan
+    from cnnbuild.families.gan.spec import Gan
     said = [warnings(rows[:i], 0.12, Gan()) for i in range(1, len(rows) + 1)]
     assert len(said) == len(expected)
     for text, wanted in zip(said, expected):

@@ -12,7 +12,7 @@ from jsonschema import Draft7Validator
 from cnnbuild.cli import main
 from cnnbuild.errors import SpecError
 from cnnbuild.layers import REGISTRY
-from cnnbuild.views.schema import spec_schema
+from cnnbuild import spec_schema
 from cnnbuild.parse.source import load, parse_text
 from cnnbuild.parse import parse_spec
 from cnnbuild.parse.parser import COMMON_KEYS, TOP_KEYS
@@ -137,7 +137,7 @@ def test_every_registered_kind_is_in_the_schema_with_its_arguments():
 
 
 def test_common_and_top_level_keys_follow_the_parser():
-    from cnnbuild.parse import gan
+    from cnnbuild.families.gan import spec as gan
     assert set(SCHEMA["definitions"]["spec"]["properties"]) == set(TOP_KEYS)
     assert set(SCHEMA["definitions"]["gan_spec"]["properties"]) == set(gan.TOP_KEYS)
     assert {k.removeprefix("common_") for k in SCHEMA["definitions"] if k.startswith("common_")} == set(COMMON_KEYS)

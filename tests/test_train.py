@@ -223,7 +223,7 @@ def test_command_line_paths_are_read_from_the_working_directory(tmp_path, monkey
 def test_on_a_terminal_progress_is_keras_s_bar(tmp_path, capsys):
     import io
 
-    from cnnbuild.train import train
+    from cnnbuild import train_spec as train
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -12,6 +12,7 @@ import glob
 import os
 from pathlib import Path
 
+from ..errors import Failure
 from ..parse.sections import TFRECORD_SUFFIXES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -20,7 +21,7 @@ BUILT_IN_CLASSES = {"digits": [str(i) for i in range(10)], "shapes": ["circle", 
 PACK_INDEX = "index.json"                              # what `cnnbuild data pack` writes beside its shards
 
 
-class DataError(Exception):
+class DataError(Failure):
     """The data cannot be used; the message names the file (and how to fix it)."""
 
 

@@ -1,13 +1,17 @@
-"""The spec stage's entry points: a file or text → a validated Spec, or a GanSpec (parse/gan.py)
-when the file's top level names a `generator:` (or a `discriminator:`).
+"""The spec stage's entry points: a file or text → a located YAML tree, the command line's
+edits applied → a validated spec, by the parser its family names (cnnbuild/families/: a
+classifier's is parser.py's `from_node`, a GAN's its own).
 
-    load_spec(path, overrides)      what `check`, `summary` and `draw` read
-    resolve_spec(path, overrides)   what `train` reads: shorthands written out and file
-                                    references made absolute first, so the Spec (and the
-                                    `resolved` tree it carries into the run folder's
-                                    spec.yaml) names the same files from any folder
+    read_tree(path), text_tree(text)      the YAML as a tree of located Nodes
+    resolved_tree(path, overrides, …)     what `train` reads: shorthands written out and file
+                                          references made absolute first, so the spec (and the
+                                          `resolved` tree it carries into the run folder's
+                                          spec.yaml) names the same files from any folder
+    parse_tree(root, overrides, parse)    overrides applied, then the family's parser
 
 `overrides` are (dotted key, Node) pairs from overrides.py (`--set`, `--data`, `--epochs`).
+`load_spec` / `parse_spec` here read a classifier's spec; cnnbuild.load_spec (the families
+table) reads a spec of any family.
 """
 from __future__ import annotations
 
@@ -15,52 +19,53 @@ import dataclasses
 
 from . import overrides as edits
 from ..errors import Problem
-from .gan import GanSpec, gan_from_node
 from .parser import Spec, from_node
 from .source import Node, load, parse_text
 
 
-def load_spec(path, overrides=()) -> Spec | GanSpec:
-    return _parse(load(path), overrides)
+def read_tree(path) -> Node:
+    return load(path)
 
 
-def parse_spec(text: str, name: str = "<spec>", overrides=()) -> Spec | GanSpec:
-    return _parse(parse_text(text, name), overrides)
+def text_tree(text: str, name: str = "<spec>") -> Node:
+    return parse_text(text, name)
 
 
-def resolve_spec(path, overrides=()) -> Spec | GanSpec:
-    """The spec as a run trains it. Relative paths in the file are read from its folder,
-    those given on the command line from the working directory."""
+def resolved_tree(path, overrides=(), optimizers=(), spec_files=()) -> tuple:
+    """(tree, overrides) as a run trains them. Relative paths in the file are read from its
+    folder, those given on the command line from the working directory. `optimizers` and
+    `spec_files`: a family's own optimizer sections and network files (overrides.py)."""
     root = load(path)
-    edits.expand_shorthands(root)   # so --set train.optimizer.learning_rate=… works on `optimizer: sgd`
-    edits.absolute_paths(root)
+    edits.expand_shorthands(root, optimizers)   # so --set train.optimizer.learning_rate=… works on `optimizer: sgd`
+    edits.absolute_paths(root, spec_files=spec_files)
     overrides = list(overrides or ())
     for dotted, value in overrides:
-        edits.absolute_paths(value, tuple(dotted.split(".")))
-    return _parse(root, overrides, keep=True)
+        edits.absolute_paths(value, tuple(dotted.split(".")), spec_files)
+    return root, overrides
+
+
+def parse_tree(root: Node, overrides, parse=from_node, keep: bool = False):
+    """The overrides applied to `root`, then `parse(root, resolved=…, problems=…)`: a spec, or
+    SpecError with every problem. `keep`: the spec carries the tree as parsed (`resolved`)."""
+    problems: list[Problem] = []
+    if root.is_map:
+        for dotted, value in overrides or ():
+            edits.apply(root, dotted, value, problems)
+    return parse(root, resolved=root.plain() if keep else None, problems=problems)
+
+
+def load_spec(path, overrides=()) -> Spec:
+    """A classifier's spec file → Spec (cnnbuild.load_spec reads any family's)."""
+    return parse_tree(read_tree(path), overrides)
+
+
+def parse_spec(text: str, name: str = "<spec>", overrides=()) -> Spec:
+    return parse_tree(text_tree(text, name), overrides)
 
 
 def with_budget(spec: Spec, max_params=None, max_memory=None) -> Spec:
     """`--max-params` / `--max-memory` over the spec's own `budget:`."""
     if not (max_params or max_memory):
         return spec
-    if isinstance(spec, GanSpec):   # each network within it
-        return dataclasses.replace(spec, generator=with_budget(spec.generator, max_params, max_memory),
-                                   discriminator=with_budget(spec.discriminator, max_params, max_memory))
     changes = {k: v for k, v in (("params", max_params), ("activation_bytes", max_memory)) if v}
     return dataclasses.replace(spec, budget=dataclasses.replace(spec.budget, **changes))
-
-
-def _parse(root: Node, overrides, keep=False) -> Spec | GanSpec:
-    problems: list[Problem] = []
-    if root.is_map:
-        for dotted, value in overrides or ():
-            edits.apply(root, dotted, value, problems)
-    if is_gan(root):
-        return gan_from_node(root, resolved=root.plain() if keep else None, problems=problems)
-    return from_node(root, resolved=root.plain() if keep else None, problems=problems)
-
-
-def is_gan(root: Node) -> bool:
-    """Is this tree a GAN spec: does its top level name a generator or a discriminator?"""
-    return root.is_map and ("generator" in root.value or "discriminator" in root.value)

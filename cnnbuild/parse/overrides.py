@@ -72,10 +72,11 @@ def apply(root: Node, dotted: str, value: Node, problems: list) -> None:
             return
 
 
-def expand_shorthands(root: Node) -> None:
+def expand_shorthands(root: Node, optimizers=()) -> None:
     """Rewrite shorthands in a spec's tree as the mappings they stand for (`data: shapes` →
     `data: {source: shapes}`, `optimizer: sgd` → `optimizer: {name: sgd}`), so that
-    `--set train.optimizer.learning_rate=…` finds the key it overrides."""
+    `--set train.optimizer.learning_rate=…` finds the key it overrides. `optimizers`: the key
+    paths of a family's own optimizer sections (a GAN's `gan.generator_optimizer`, …)."""
     if not root.is_map:
         return
     data = root.value.get("data")
@@ -86,11 +87,10 @@ def expand_shorthands(root: Node) -> None:
         for key in ("optimizer", "schedule", "early_stopping"):
             if key in train.value and train.value[key].value is not False:   # `early_stopping: false` stays: off
                 train.value[key] = expand_shorthand(train.value[key], key)
-    gan = root.value.get("gan")     # a GAN spec's two optimizers (parse/gan.py)
-    if gan is not None and gan.is_map:
-        for key in ("generator_optimizer", "discriminator_optimizer"):
-            if key in gan.value:
-                gan.value[key] = expand_shorthand(gan.value[key], "optimizer")
+    for section, key in optimizers:
+        parent = root.value.get(section)
+        if parent is not None and parent.is_map and key in parent.value:
+            parent.value[key] = expand_shorthand(parent.value[key], "optimizer")
 
 
 # Keys holding file references, by the mapping they stand in: a data source (`data:` and its
@@ -101,28 +101,28 @@ LAYER_FILE_KEYS = {kind: keys for kind, cls in REGISTRY.items()
                    if (keys := tuple(f.name for f in dataclasses.fields(cls) if "file" in f.metadata))}
 
 
-def absolute_paths(node: Node, at: tuple = ()) -> None:
+def absolute_paths(node: Node, at: tuple = (), spec_files=()) -> None:
     """Rewrite in place every relative file reference in a spec's tree (or in the part of it
     at key path `at`, such as a `--set` value) as an absolute path: data `path`, `data_dir`
     and a source that is a path, and a layer's file arguments (a backbone's `spec` and
-    `weights`), and a GAN spec's `generator:` / `discriminator:` spec files. Each is resolved against the folder of the file that wrote it: a spec's own
+    `weights`), and the key paths in `spec_files` (a family's networks read from spec files of
+    their own: a GAN's `generator:` and `discriminator:`). Each is resolved against the folder of the file that wrote it: a spec's own
     folder, or the working directory for `--data` and `--set`. So a spec names the same files from any working
     directory, and the resolved spec a run writes to its folder (spec.yaml) is self-contained.
     Values holding a block parameter (`$name`) are left for the parser to substitute."""
     if node.is_map:
         for key, child in node.value.items():
-            absolute_paths(child, at + (key,))
+            absolute_paths(child, at + (key,), spec_files)
     elif node.is_list:
         for index, child in enumerate(node.value):
-            absolute_paths(child, at + (str(index),))
-    elif isinstance(node.value, str) and node.value and "$" not in node.value and _names_a_file(at, node.value):
+            absolute_paths(child, at + (str(index),), spec_files)
+    elif isinstance(node.value, str) and node.value and "$" not in node.value and (
+            at in spec_files or _names_a_file(at, node.value)):
         node.value = _absolute(node.value, node.where.file)
 
 
 def _names_a_file(at: tuple, value: str) -> bool:
     """Does the string at key path `at` (('data', 'path'), ('layers', '0', 'backbone', 'spec'), …) name a file?"""
-    if at in (("generator",), ("discriminator",)):   # a GAN spec's network read from a spec file of its own
-        return True
     if len(at) >= 2 and at[-2] in LAYER_FILE_KEYS:
         return at[-1] in LAYER_FILE_KEYS[at[-2]]
     if at[:2] == ("data", "validation"):

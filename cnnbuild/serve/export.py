@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runfolder
-from ..errors import UsageError, first_line
+from ..errors import Failure, UsageError, first_line
 
 FORMATS = ("savedmodel", "keras", "onnx", "tflite")
 MODEL_FILES = {"savedmodel": "saved_model.pb", "keras": "model.keras", "onnx": "model.onnx", "tflite": "model.tflite"}
@@ -55,11 +55,10 @@ CLASSES = "classes.json"
 TOLERANCE = 1e-5          # largest |export − Keras| allowed on a probability, float32 (issue 4)
 SIGNATURE = "serving_default"
 EXTRAS = {"onnx": ("tf2onnx", "onnxruntime"), "tflite": ()}
-GAN_INFO = "gan.json"            # a GAN run's description (gan_export.py exports its generator)
-GENERATOR_KIND = "gan_generator"  # export.json's "kind" for a generator export
+CLASSIFIER_KIND = "classifier"   # export.json's "kind": what this module exports and runs (a family's own exports say theirs)
 
 
-class ExportError(Exception):
+class ExportError(Failure):
     """An export could not be made or did not verify (exit status 1)."""
 
 
@@ -201,9 +200,6 @@ def load_run(run_dir) -> Run:
     model_path = folder / runfolder.MODEL
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such run folder; train one first: cnnbuild train SPEC --out {folder}")
-    if (folder / GAN_INFO).is_file() and not model_path.is_file():
-        raise UsageError(f"{folder}: a GAN run (it has {GAN_INFO}), not a classifier; sample it with cnnbuild sample "
-                         f"{folder}, export its generator with cnnbuild export {folder}, or give a classifier run")
     if not model_path.is_file():
         raise UsageError(f"{folder}: not a finished run folder (no {runfolder.MODEL}); train it first "
                          f"(cnnbuild train SPEC --out {folder}) or give the folder that has it")
@@ -480,9 +476,8 @@ def open_export(path) -> Runner:
                          f"`cnnbuild export RUN_DIR --out {path}`")
     if format not in RUNNERS:
         raise UsageError(f"{path}: unknown export format '{format}'")
-    if manifest.get("kind") == GENERATOR_KIND:
-        raise UsageError(f"{path}: a GAN generator export (noise in, images out), not a classifier; sample it with "
-                         f"cnnbuild sample {folder}")
+    if manifest.get("kind", CLASSIFIER_KIND) != CLASSIFIER_KIND:
+        raise UsageError(f"{path}: a {manifest['kind']} export, not a classifier's; give an export of a classifier run")
     return _open(folder, format, manifest)
 
 

@@ -26,13 +26,13 @@ from typing import Optional
 import numpy as np
 
 from .. import runfolder
-from ..errors import UsageError
+from ..errors import Failure, UsageError
 from .replicas import local_copies, replica_state_sync
 
 KEEP_CHECKPOINTS = 2      # the newest two, plus the best epoch's when restore_best needs it
 
 
-class TrainingError(Exception):
+class TrainingError(Failure):
     """Training stopped for a reason the user must act on (a NaN loss, a bad checkpoint)."""
 
 
@@ -171,9 +171,8 @@ def spec_difference(before, now) -> str:
     return f"'{keys[0]}' differs" if keys else "the spec differs"
 
 
-def prepare_folder(folder, resolved, classes):
-    """Refuse a folder holding another spec's run (one with checkpoints); write spec.yaml (the
-    resolved spec) and classes.json."""
+def refuse_other_run(folder, resolved):
+    """Refuse a folder holding another spec's run (one with checkpoints): no TensorFlow needed."""
     import yaml
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder}: exists and is not a folder; choose another --out")
@@ -191,6 +190,13 @@ def prepare_folder(folder, resolved, classes):
                              f"than seed may change)")
     elif started:
         raise UsageError(f"{folder} has checkpoints but no {runfolder.SPEC}; choose another --out")
+
+
+def prepare_folder(folder, resolved, classes):
+    """Refuse a folder holding another spec's run; write spec.yaml (the resolved spec) and classes.json."""
+    import yaml
+    refuse_other_run(folder, resolved)
+    spec_file = folder / runfolder.SPEC
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (folder / runfolder.CHECKPOINTS).glob(".epoch-*"):   # a write cut short by a kill
         stale.unlink(missing_ok=True)

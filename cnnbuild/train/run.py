@@ -32,35 +32,25 @@ from pathlib import Path
 import numpy as np
 
 from .. import runfolder
-from ..errors import SpecError
 from .checkpoints import Commit, DamagedCheckpoint, History, TrainingError, newest_usable, prepare_folder, \
+    refuse_other_run, \
     read_checkpoint
 from .replicas import local_copies, replicas_identical, weights_digest
 
 SKIPPED_SHOWN = 5         # skipped files named one by one before "… and N more"
 
 
-def train(spec, out=None, overrides=(), stdout=None):
-    """Train a spec's model; returns the final metrics (a dict), or raises. `spec` is a Spec
-    from `resolve_spec` (or a path, resolved here with `overrides`); a GanSpec is trained
-    by train/gan.py. The run folder defaults to runs/NAME/; an unfinished one is resumed."""
-    from ..check import infer
-    from ..parse import Spec, resolve_spec
-    from ..parse.gan import GanSpec
+def train(spec, report, out=None, stdout=None):
+    """Train a checked Spec's model (`report`: its valid Report); returns the final metrics (a
+    dict), or raises. The run folder defaults to runs/NAME/; an unfinished one is resumed. The
+    folder's lock is taken, and another spec's run in it refused, before TensorFlow starts."""
     started = time.time()
-    if not isinstance(spec, (Spec, GanSpec)):
-        spec = resolve_spec(spec, overrides)
-    if isinstance(spec, GanSpec):          # a generator and a discriminator: train/gan.py
-        from .gan import train_gan
-        return train_gan(spec, out=out, stdout=stdout)
-    report = infer(spec)
-    if not report.valid:
-        raise SpecError(report.errors)
-    from ..check.data import precheck
-    precheck(spec.data, report.output)   # a missing path, an empty class folder, a class count: before TensorFlow
     folder = Path(out) if out else Path("runs") / spec.name
     from .strategy import writes_run_folder
     with runfolder.owned(folder, "train") if writes_run_folder(spec.train) else contextlib.nullcontext():
+        refuse_other_run(folder, spec.resolved)
+        from ..tfstart import start_tensorflow
+        start_tensorflow()
         import keras
         previous = keras.mixed_precision.global_policy()
         try:

@@ -386,69 +386,21 @@ def _dataclass_in(annotation):
     return next(a for a in typing.get_args(annotation) if dataclasses.is_dataclass(a))
 
 
-def spec_schema() -> dict:
-    """The JSON Schema of a spec file: a spec, or a GAN spec when its top level names a
-    `generator:` or a `discriminator:` (as parse/load.py tells them apart), each a definition."""
+def spec_schema(families=()) -> dict:
+    """The JSON Schema of a spec file: a classifier's spec, or another family's when its top
+    level says so. `families`: (name, description, keys that mark it, schema(generator, spec)),
+    from the families table (cnnbuild/families/), each a definition of its own."""
     generator = Generator()
     spec = generator.spec_schema()
     definitions = spec.pop("definitions")
     head = {key: spec.pop(key) for key in ("$schema", "title", "description")}
     definitions["spec"] = spec
-    definitions["gan_spec"] = gan_spec_schema(generator, spec)
-    return {**head, "description": head["description"] + " Or a GAN spec: a generator and a discriminator trained as "
-            "a pair.", "if": {"anyOf": [{"required": ["generator"]}, {"required": ["discriminator"]}]},
-            "then": {"$ref": "#/definitions/gan_spec"}, "else": {"$ref": "#/definitions/spec"},
-            "definitions": definitions}
-
-
-def gan_spec_schema(generator: Generator, spec: dict) -> dict:
-    """A GAN spec (parse/gan.py): its `gan:` section from the Gan dataclass, each network inline
-    (a spec's input, layers, blocks, …) or the path of a spec file, and `train:` without the
-    keys a GAN does not read. The top level's `blocks:` may be used in both inline networks."""
-    from ..parse import gan
-    definitions = generator.definitions
-    top = spec["properties"]
-    optimizers = {"generator_optimizer": "name", "discriminator_optimizer": "name"}
-    train = dict(definitions["Train"])
-    train["properties"] = {k: v for k, v in train["properties"].items() if k not in gan.NOT_FOR_GAN}
-    definitions["GanTrain"] = train
-    inputs = {"generator": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "array", "items": {
-                  "type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 1}],
-                  "description": "filled in as [noise (+ classes when conditional)]; leave it out"},
-              "discriminator": {**top["input"], "description": "the image size [height, width, channels]: what the "
-                                "generator makes and the data is read at"}}
-
-    def network(role: str, shared_blocks: bool) -> dict:
-        name = f"gan_{role}{'_blocks' if shared_blocks else ''}"
-        if name not in definitions:
-            keys = {key: top[key] for key in gan.NETWORK_KEYS if key in top} | {"input": inputs[role]}
-            keys["name"] = {**top["name"], "description": f"the network's name (default: {role})"}
-            plain, with_blocks = ({"$ref": f"#/definitions/{layers}"} for layers in ("layers", "layers_blocks"))
-            body = {"type": "object", "properties": keys, "required": ["layers"], "additionalProperties": False}
-            if shared_blocks:
-                body["properties"] = keys | {"layers": with_blocks}
-            else:
-                body |= {"if": {"required": ["blocks"]}, "then": {"properties": {"layers": with_blocks}},
-                         "else": {"properties": {"layers": plain}}}
-            definitions[name] = {"anyOf": [body, {"type": "string", "description": f"the path of the {role}'s spec "
-                                                  "file, read from this spec's folder"}]}
-        return {"$ref": f"#/definitions/{name}"}
-
-    properties = {
-        "name": {**top["name"], "description": "the GAN's name (default: gan)"},
-        "description": top["description"],
-        "gan": generator.dataclass_schema(gan.Gan, shorthands=optimizers),
-        # what each network may hold depends on the top level's blocks: below
-        "generator": {"description": "G(z): the network making images from noise; inline or a spec file's path"},
-        "discriminator": {"description": "D(x): the network scoring images as real; inline or a spec file's path"},
-        "blocks": top["blocks"], "data": top["data"], "augment": top["augment"],
-        "train": {"anyOf": [{"$ref": "#/definitions/GanTrain"}, {"type": "null"}],
-                  "description": "epochs, batch size, seed, …; the optimizers and the loss are in gan:"},
-    }
-    return {"type": "object", "description": docs(gan.GanSpec)[0] or "A GAN spec.",
-            "properties": {key: properties[key] for key in gan.TOP_KEYS},
-            "required": ["generator", "discriminator"], "additionalProperties": False,
-            # the top level's blocks are shared: with them, both inline networks may use blocks
-            "if": {"required": ["blocks"]},
-            "then": {"properties": {role: network(role, True) for role in gan.ROLES}},
-            "else": {"properties": {role: network(role, False) for role in gan.ROLES}}}
+    document, otherwise = {**head, "definitions": definitions}, None
+    for name, description, keys, schema in reversed(list(families)):
+        definitions[f"{name}_spec"] = schema(generator, spec)
+        document["description"] += f" Or {description}."
+        branch = {"if": {"anyOf": [{"required": [key]} for key in keys]},
+                  "then": {"$ref": f"#/definitions/{name}_spec"},
+                  "else": otherwise or {"$ref": "#/definitions/spec"}}
+        otherwise = branch
+    return document | (otherwise or {"$ref": "#/definitions/spec"})

@@ -22,9 +22,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import runfolder
-from ..errors import UsageError, first_line
-from .export import GAN_INFO, MANIFEST, SIGNATURE, _quiet
+from ... import runfolder
+from ...errors import UsageError, first_line
+from ...serve.export import MANIFEST, SIGNATURE, _quiet
+
+GAN_INFO = "gan.json"            # what a GAN run (and its export) makes: noise, classes, image shape, pixel range
+GENERATOR_KIND = "gan_generator"  # export.json's "kind" for a generator export
 
 GENERATOR = "generator.keras"
 DEFAULT_OUT = "sample.png"
@@ -126,7 +129,7 @@ class KerasGenerator(Generator):
         super().__init__(folder, info, "generator.keras")
         import keras
 
-        from ..layers import keras_layers  # noqa: F401  (registers cnnbuild's layers for loading)
+        from ...layers import keras_layers  # noqa: F401  (registers cnnbuild's layers for loading)
         path = folder / GENERATOR
         try:
             with _quiet():
@@ -185,10 +188,6 @@ class SavedModelGenerator(Generator):
         if self.info.conditional:
             inputs["label"] = tf.constant(labels, tf.int32)
         return self.fn(**inputs)["images"].numpy()
-
-
-def is_gan_run(path) -> bool:
-    return (Path(path) / GAN_INFO).is_file()
 
 
 def open_generator(path) -> Generator:
@@ -286,7 +285,7 @@ def sample_run(run, count: int = 64, class_name=None, seed: int = 0, out=None) -
         if as_files:
             files = write_files(samples, destination)
         else:
-            from ..views.grid import write_grid
+            from ...views.grid import write_grid
             write_grid(samples.images, samples.columns, destination)
             files = [destination]
     info = generator.info

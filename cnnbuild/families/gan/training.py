@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import runfolder
-from ..errors import SpecError, UsageError
-from .checkpoints import TrainingError, checkpoint_bytes, newest_usable, prepare_folder, prune
+from ... import runfolder
+from ...errors import UsageError
+from ...train.checkpoints import TrainingError, checkpoint_bytes, newest_usable, prepare_folder, prune, refuse_other_run
 
 GAN_JSON = "gan.json"
 SAMPLES = "samples"
@@ -51,21 +51,24 @@ SPREAD_EPOCHS = 5            # … after having been twice as high, or through a
 SPREAD_SAMPLE = 512          # real images read to measure the data's spread
 
 
-def train_gan(gan_spec, out=None, stdout=None) -> dict:
-    """Train a GanSpec's generator and discriminator; returns the final metrics (a dict), or
-    raises. The run folder defaults to runs/NAME/; an unfinished one is resumed."""
+def train_gan(gan_spec, report, out=None, stdout=None) -> dict:
+    """Train a checked GanSpec's generator and discriminator (`report`: its valid GanReport);
+    returns the final metrics (a dict), or raises. The run folder defaults to runs/NAME/; an
+    unfinished one is resumed."""
     started = time.time()
-    report = checked(gan_spec)
     section = gan_spec.train
     if section.strategy not in ("auto", "default"):
         raise UsageError(f"train.strategy {section.strategy}: a GAN trains on one device for now (the default "
                          "strategy)\n  hint: remove train.strategy, or set it to default")
     data_spec = data_spec_of(gan_spec)
-    from ..check.data import precheck
+    from ...check.data import precheck
     labels = (label_count(gan_spec),)
     precheck(data_spec.data, labels)        # a missing path, an empty class folder: before TensorFlow
     folder = Path(out) if out else Path("runs") / gan_spec.name
     with runfolder.owned(folder, "train"):
+        refuse_other_run(folder, gan_spec.resolved)
+        from ...tfstart import start_tensorflow
+        start_tensorflow()
         import keras
         import tensorflow as tf
         previous = keras.mixed_precision.global_policy(), tf.config.optimizer.get_experimental_options()
@@ -78,16 +81,6 @@ def train_gan(gan_spec, out=None, stdout=None) -> dict:
         finally:
             keras.mixed_precision.set_global_policy(previous[0])
             tf.config.optimizer.set_experimental_options({"remapping": previous[1].get("remapping", True)})
-
-
-def checked(gan_spec):
-    """The GAN check's report (both networks, the pair, G's pixel range); a SpecError when it
-    finds errors."""
-    from ..check.gan import infer_gan
-    report = infer_gan(gan_spec)
-    if not report.valid:
-        raise SpecError(report.errors)
-    return report
 
 
 def data_spec_of(gan_spec):
@@ -106,7 +99,7 @@ def label_count(gan_spec) -> int:
     labels are not used), known for the built-in sources, data.classes and class folders."""
     if gan_spec.gan.conditional:
         return gan_spec.classes
-    from ..check.data import BUILT_IN_CLASSES, class_folders
+    from ...check.data import BUILT_IN_CLASSES, class_folders
     data = gan_spec.data
     if data.classes is not None:
         return len(data.classes)
@@ -126,7 +119,7 @@ def label_count(gan_spec) -> int:
 def _train(gan_spec, report, data_spec, labels, folder, out, started) -> dict:
     import tensorflow as tf
 
-    from .strategy import make_plan
+    from ...train.strategy import make_plan
     section = gan_spec.train
     gan = gan_spec.gan
     plan = make_plan(dataclasses.replace(section, strategy="default"), tf)   # before any other op
@@ -142,20 +135,20 @@ def _train(gan_spec, report, data_spec, labels, folder, out, started) -> dict:
     tf.random.set_seed(section.seed + 1)    # not 0: see run.py (a graph-level seed of 0 breaks epoch seeds)
 
     # the data, read and checked before anything is built
-    from .data import load_data
+    from ...train.data import load_data
     loaded = load_data(data_spec, labels)
     steps_per_epoch = plan.steps_per_epoch(loaded.train.count, section.batch_size)
 
     # the two networks and their pixel range
-    from ..assemble import ends_in_probabilities
-    from ..assemble.gan import build_gan
+    from ...assemble import ends_in_probabilities
+    from .models import build_gan
     generator, discriminator = build_gan(gan_spec)
     low, high = report.pixel_range         # the check refuses a generator without one
     probability = ends_in_probabilities(discriminator)
 
     # the pipeline: images in 0…1, augmented when the spec says so
-    from ..augment import make_augment
-    from .pipeline import Pipeline
+    from ...augment import make_augment
+    from ...train.pipeline import Pipeline
     augment = make_augment(gan_spec.augment, gan_spec.image_shape, "classification")
     pipeline = Pipeline(loaded, gan_spec.image_shape, section.batch_size, section.seed, augment=augment,
                         data=data_spec.data, folder=folder)
@@ -168,7 +161,7 @@ def _train(gan_spec, report, data_spec, labels, folder, out, started) -> dict:
         "pixel_range": [low, high], "loss": gan.loss})
 
     # the optimizers (constant learning rates), built so that their state can be checkpointed
-    from .objective import make_optimizer
+    from ...train.objective import make_optimizer
     optimizers = []
     for network, chosen in ((generator, gan.generator_optimizer), (discriminator, gan.discriminator_optimizer)):
         optimizer = make_optimizer(keras, dataclasses.replace(section, optimizer=chosen), chosen.base_learning_rate)
@@ -232,7 +225,7 @@ def _train(gan_spec, report, data_spec, labels, folder, out, started) -> dict:
         raise TrainingError(f"{folder}: no epoch was trained")
     for network, name in ((generator, GENERATOR), (discriminator, DISCRIMINATOR)):
         save(network, folder / name)
-    from .replicas import weights_digest
+    from ...train.replicas import weights_digest
     final = rows[-1]
     rates = [row["images_per_second"] for row in rows]
     metrics = {k: v for k, v in final.items() if k not in ("seconds", "images_per_second")}
@@ -375,7 +368,7 @@ class SampleGrid:
 
     def write(self, generator, path) -> np.ndarray:
         """Write the grid PNG (contract: uint8 = round((x − lo) / (hi − lo) · 255)); returns the samples 0…1."""
-        from ..views.grid import write_grid
+        from ...views.grid import write_grid
         samples = self.images(generator)
         write_grid(np.round(samples * 255).astype(np.uint8), self.columns, path)
         return samples
@@ -467,7 +460,7 @@ def save(model, path):
 def plot(rows, title, folder):
     """training_curves.png: D and G loss together, mean D(x) and D(G(z)) together, and the
     samples' spread relative to the data's."""
-    from .curves import write_curves
+    from ...train.curves import write_curves
     write_curves(rows, title, folder, (("loss", (("d_loss", "D loss"), ("g_loss", "G loss"))),
                                        ("discriminator's mean output", (("d_real", "D(x)"), ("d_fake", "D(G(z))"))),
                                        ("sample spread / data's", (("sample_spread", "spread"),))))

@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Problem
-from ..parse.gan import BUILT_IN_CLASS_COUNTS, GanSpec
-from .data import class_folders, data_problems
-from .report import Report, format_table, infer
+from ...errors import Problem
+from .spec import BUILT_IN_CLASS_COUNTS, GanSpec
+from ...check.data import class_folders, data_problems
+from ...check.report import Report, format_table, infer
 
 PIXEL_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}   # G's last activation → the range of its pixels
 # Kinds whose output values lie within their input's range, so G's range is that of the layer before.
@@ -61,6 +61,12 @@ class GanReport:
 
     def json(self) -> str:
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False)
+
+    def document(self) -> dict:
+        return self.to_json()
+
+    def table(self) -> str:
+        return format_gan_table(self)
 
 
 def infer_gan(spec: GanSpec) -> GanReport:

@@ -24,11 +24,11 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import runfolder
-from ..errors import UsageError
-from .export import (GENERATOR_KIND, SIGNATURE, ExportError, _may_replace, _quiet, default_destination,
+from ... import runfolder
+from ...errors import UsageError
+from ...serve.export import (SIGNATURE, ExportError, _may_replace, _quiet, default_destination,
                      write_verified)
-from .sample import GAN_INFO, GENERATOR, KerasGenerator, SavedModelGenerator, fingerprint, noise_batch, open_generator, \
+from .sample import GAN_INFO, GENERATOR, GENERATOR_KIND, KerasGenerator, SavedModelGenerator, fingerprint, noise_batch, open_generator, \
     to_uint8
 
 # uint8 levels: the graph's float arithmetic may land a pixel on the other side of a .5 rounding

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-from ..errors import Invalid, Problem, SpecError, UsageError, Where
-from ..fields import PositiveInt, Range
-from .blocks import parse_blocks
-from .names import NAME
-from .parser import Spec, _input as image_input, from_node
-from .sections import Data, Optimizer, Train, expand_shorthand, parse_sections
-from .source import Node, load
-from .values import MAX_UNKNOWN, coerce, did_you_mean, parse_fields
+from ...errors import Invalid, Problem, SpecError, UsageError, Where
+from ...fields import PositiveInt, Range
+from ...parse.blocks import parse_blocks
+from ...parse.names import NAME
+from ...parse.parser import Spec, _input as image_input, from_node
+from ...parse.sections import Data, Optimizer, Train, expand_shorthand, parse_sections
+from ...parse.source import Node, load
+from ...parse.values import MAX_UNKNOWN, coerce, did_you_mean, parse_fields
 
 # DCGAN's optimizer (Radford et al. 2016): Adam, learning rate 2e-4, beta_1 0.5.
 DCGAN_OPTIMIZER = Optimizer(name="adam", learning_rate=2e-4, beta_1=0.5)

@@ -17,7 +17,7 @@ def build_gan(gan_spec):
     """(generator, discriminator), uncompiled Keras models (see the module's docstring)."""
     import keras
 
-    from .model import build_model
+    from ...assemble.model import build_model
     generator_body = build_model(gan_spec.generator)
     discriminator_body = build_model(gan_spec.discriminator)
     conditional, classes = gan_spec.gan.conditional, gan_spec.classes
