@@ -119,3 +119,65 @@ def test_classes_and_functions_stay_readable():
                 if lines > (300 if isinstance(node, ast.ClassDef) else 150):
                     long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, "too long to read at once: " + ", ".join(long)
+
+
+def test_functions_in_the_training_session_stay_short():
+    """The one training session reads top to bottom: no function in train/ over 80 lines."""
+    long = []
+    for path in (PACKAGE / "train").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+                long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}")
+    assert not long, "over 80 lines: " + ", ".join(long)
+
+
+def family_knowledge(tree, spec_types, marks, run_files) -> list:
+    """Where a module's syntax tells families apart: it imports a family's own module, names
+    a family's spec class, or compares a value with a family's top-level keys or run files."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = ("." * node.level) + (node.module or "")
+            rows = {alias.name for alias in node.names} - {"families", "of_spec", "of_run", "of_tree", "for_verb",
+                                                             "FAMILIES", "DEFAULT", "load_spec", "parse_spec",
+                                                             "resolve_spec", "spec_schema", "checked_for_training"}
+            if "families." in module or (module.endswith("families") and rows):
+                found.append(f"line {node.lineno}: imports {module}")
+        elif isinstance(node, ast.Import):
+            found += [f"line {node.lineno}: imports {a.name}" for a in node.names if "families." in a.name]
+        elif isinstance(node, ast.Name) and node.id in spec_types:
+            found.append(f"line {node.lineno}: names {node.id}")
+        elif isinstance(node, ast.Attribute) and node.attr in spec_types:
+            found.append(f"line {node.lineno}: names {node.attr}")
+        elif isinstance(node, ast.Compare):
+            for value in ast.walk(node):
+                if isinstance(value, ast.Constant) and (value.value in marks or value.value in run_files):
+                    found.append(f"line {node.lineno}: compares with {value.value!r}")
+        elif isinstance(node, ast.Constant) and node.value in run_files:
+            found.append(f"line {node.lineno}: names the run file {node.value!r}")
+    return found
+
+
+def test_only_the_families_table_tells_families_apart():
+    """No module outside cnnbuild/families/ tests a spec's (or a run's) family: none imports a
+    family's own module (the table, cnnbuild.families, is asked instead), names a family's
+    spec class, or compares with the top-level keys or the run files that mark a family."""
+    from cnnbuild import families
+    spec_types = {f.spec_type.__name__ for f in families.FAMILIES if f is not families.DEFAULT}
+    marks = {mark for f in families.FAMILIES for mark in f.marks}
+    run_files = {"gan.json"}
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "families":
+            continue
+        found = family_knowledge(ast.parse(path.read_text(encoding="utf-8")), spec_types, marks, run_files)
+        wrong += [f"{path.relative_to(PACKAGE.parent)} {where}" for where in found]
+    assert not wrong, "family knowledge outside the families table: " + "; ".join(wrong)
+
+
+def test_the_family_check_sees_family_knowledge():
+    code = ("from ..families.gan.spec import GanSpec\n"
+            "def f(spec, root):\n    return isinstance(spec, GanSpec) or 'generator' in root.value\n")
+    found = family_knowledge(ast.parse(code), {"GanSpec"}, {"generator"}, {"gan.json"})
+    assert len(found) == 3 and "imports ..families.gan.spec" in found[0]
+    assert family_knowledge(ast.parse("from . import families\nfamilies.of_spec(1)\n"), {"GanSpec"}, set(), set()) == []

@@ -142,3 +142,23 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
     spec.write_text(TINY, encoding="utf-8")
     assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--data", str(tmp_path / "none.npz")]) == 1
     assert "none.npz" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_busy_run_folder_is_refused_before_tensorflow_starts(tmp_path):
+    """A second `cnnbuild train` into a folder another process holds is refused at once: the
+    lock is taken before TensorFlow is imported, so the refusal never waits for its start-up."""
+    spec, out = tmp_path / "tiny.yaml", tmp_path / "run"
+    spec.write_text(TINY, encoding="utf-8")
+    program = ("import sys, time; from cnnbuild.cli import main; began = time.perf_counter(); "
+               f"code = main(['train', {str(spec)!r}, '--out', {str(out)!r}]); "
+               "print('tensorflow' in sys.modules, round(time.perf_counter() - began, 3)); sys.exit(code)")
+    with runfolder.owned(out, "train"):
+        began = time.perf_counter()
+        second = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, env=_env(),
+                                timeout=120)
+        elapsed = time.perf_counter() - began
+    assert second.returncode == 2, second.stderr
+    assert f"{out} is in use by pid {os.getpid()}" in second.stderr
+    imported, seconds = second.stdout.split()
+    assert imported == "False"                 # TensorFlow was never imported by the refused process
+    assert elapsed < 2.0, f"refused after {elapsed:.2f} s (in-process {seconds} s)"   # the issue's bound, whole process

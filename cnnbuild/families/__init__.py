@@ -12,8 +12,6 @@ Importing the table imports no TensorFlow: the rows import their stages when cal
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import UsageError
 from .base import Evaluated, Family  # noqa: F401
 from . import classifier, gan

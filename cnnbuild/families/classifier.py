@@ -63,8 +63,8 @@ def with_budget(spec, max_params=None, max_memory=None):
 
 
 def train(spec, checked, out=None, stdout=None) -> dict:
-    from ..train.run import train as run
-    return run(spec, checked.report, out=out, stdout=stdout)
+    from ..train.session import train as session
+    return session(Training(spec, checked.report), out=out, stdout=stdout)
 
 
 def owns_run(folder) -> bool:
@@ -110,3 +110,124 @@ def predict(model, images, top=1, out="predictions"):
 FAMILY = Family(name="classifier", title="classifier", description="a classifier (or segmentation) network", marks=(), spec_type=Spec, parse=parse, check=check, networks=networks,
                 with_budget=with_budget, train=train, owns_run=owns_run, export=export, evaluate=evaluate,
                 predict=predict, verbs_hint="use cnnbuild predict or evaluate on it")
+
+
+class Training:
+    """A classifier's part of the training session (train/session.py states the contract):
+    one model, the loss and metrics read from its output (train/objective.py), Keras's fit or
+    the strategy.run loop the plan names (train/loop.py), and model.keras at the end."""
+
+    title = "classifier"
+    strategies = None           # every strategy
+    tf_options: dict = {}
+    after = None                # nothing to say after an epoch but its line
+    hint = ("lower train.optimizer.learning_rate (now {rate:g}), add a warm-up (train.schedule.warmup_epochs) or set "
+            "train.optimizer.clipnorm")
+
+    def __init__(self, spec, report):
+        self.spec, self.data_spec, self.report = spec, spec, report
+        self.labels = report.output
+        self.hint = self.hint.format(rate=spec.train.optimizer.base_learning_rate)
+        self.line = None        # Commit's own epoch line
+
+    def precision(self, plan):
+        from ..train.objective import precision_policy
+        self.policy = precision_policy(self.spec.train.mixed_precision, plan.accelerator)
+        return self.policy
+
+    def build(self, keras, tf, plan, loaded, steps_per_epoch, policy):
+        from ..assemble import build_model, ends_in_probabilities
+        from ..augment import make_augment
+        from ..train.objective import make_objective, make_optimizer, make_schedule
+        from ..train.session import Parts
+        section = self.spec.train
+        model = build_model(self.spec, self.report)
+        # the objective: logits or probabilities, read from the built model's output layer (whatever the
+        # spec's last entry is): Keras rescues from_logits=True on a softmax only in float32
+        objective = make_objective(keras, self.spec, loaded.task, loaded.outputs, ends_in_probabilities(model))
+        # augmentation in tf.data, or on the GPU inside the training step
+        augment_on = section.augment_on
+        if augment_on == "auto":
+            augment_on = "device" if plan.accelerator == "gpu" else "data"
+        augment = make_augment(self.spec.augment, self.spec.input, loaded.task, loaded.label_shape)
+        # the schedule counts optimizer steps, so it needs the steps per epoch
+        schedule = make_schedule(keras, section, steps_per_epoch, section.epochs)
+        loop = plan.loop(keras, tf, plan, model, make_optimizer(keras, section, schedule), objective, section,
+                         augment if augment_on == "device" else None, policy)
+        self.model, self.loaded = model, loaded
+        return Parts([model], [loop.optimizer], loop, schedule, augment=augment if augment_on == "data" else None,
+                     dense_labels=objective.dense_labels,
+                     metrics={"mixed_precision": policy, "augment_on": augment_on,
+                              "loss_function": type(objective.loss).__name__, "from_logits": objective.from_logits})
+
+    def folder_files(self, folder, loaded):
+        from .. import runfolder
+        if loaded.task == "classification":   # predict warns when a user's images differ from these
+            from ..train.data import image_profile
+            runfolder.write_json(folder / runfolder.PROFILE, image_profile(loaded.train))
+
+    def header(self, loaded, plan, policy) -> str:
+        return (f"{self.report.params:,} parameters; {plan.kind} strategy, {plan.replicas} "
+                f"replica{'s' if plan.replicas > 1 else ''}{', ' + policy if policy != 'float32' else ''}")
+
+    def started(self, pipeline, say):
+        pass
+
+    def finish(self, folder, history, say):
+        """The best epoch's weights put back (restore_best), model.keras written."""
+        final, restored = restore_best(folder, history, self.model, say)
+        save_bare_model(self.spec, self.report, self.model, self.policy, folder)
+        return {"final_row": final, "restored_best_epoch": restored}, lambda metrics: self.done(metrics, folder)
+
+    @staticmethod
+    def done(metrics, folder) -> str:
+        from .. import runfolder
+        summary = "  ".join(f"{k} {metrics[k]:.4f}" for k in metrics
+                            if k.startswith("val_") and isinstance(metrics[k], float))
+        return (f"done: {metrics['epochs']} epoch{'s' if metrics['epochs'] != 1 else ''}, "
+                f"{summary or 'loss ' + format(metrics['loss'], '.4f')}, {metrics['training_seconds']:.1f}s training, "
+                f"{metrics['images_per_second'] or 0:,.0f} img/s → {folder / runfolder.MODEL}")
+
+    def curves(self, rows):
+        """Each metric per epoch, training and validation side by side."""
+        names = [k for k in rows[-1] if not k.startswith("val_") and k not in ("epoch", "learning_rate", "seconds",
+                                                                               "images_per_second")]
+        return [(name, [(name, name)] + [(f"val_{name}", f"val_{name}")] * any(f"val_{name}" in row for row in rows))
+                for name in names]
+
+
+def restore_best(folder, history, model, say):
+    """(the row the run ends with, the restored epoch or None): with restore_best, the best
+    epoch's weights put back into `model` from its checkpoint (kept for this by prune)."""
+    from .. import runfolder
+    from ..train.checkpoints import DamagedCheckpoint, read_checkpoint
+    final, restored = history.rows[-1], history.restored_epoch()
+    if not restored or restored == final["epoch"]:
+        return final, None
+    best = runfolder.checkpoint_path(folder, restored)
+    try:
+        _, model_values, _ = read_checkpoint(best)
+    except DamagedCheckpoint as e:
+        say(f"warning: {best} {e}: the best epoch's weights cannot be restored; keeping the last epoch's")
+        return final, None
+    for variable, value in zip(model.variables, model_values):
+        variable.assign(value)
+    return next(row for row in history.rows if row["epoch"] == restored), restored
+
+
+def save_bare_model(spec, report, model, policy, folder):
+    """model.keras: the spec's model with the trained weights, in float32, with no optimizer
+    and no augmentation — what export and predict load."""
+    import keras
+
+    from .. import runfolder
+    from ..assemble import build_model
+    from ..train.replicas import local_copies
+    from ..train.session import save_model
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        bare = build_model(spec, report)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    bare.set_weights([local_copies(v)[0] for v in model.weights])
+    save_model(bare, folder / runfolder.MODEL)

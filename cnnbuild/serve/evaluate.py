@@ -176,7 +176,7 @@ def draw_confusion(result: Evaluation, path) -> None:
                 if matrix[i, j] or i == j:
                     ax.text(j, i, f"{matrix[i, j]:,}", ha="center", va="center", fontsize=size,
                             color="white" if shares[i, j] > 0.55 else "black")
-    # titled as training_curves.png is: "RUN — what: data" (train.run.figure_title)
+    # titled as training_curves.png is: "RUN — what: data" (train.session.figure_title)
     ax.set_title(f"{Path(result.run).resolve().name} — {'samples classified' if asked else 'confusion matrix'}: "
                  f"{result.data}\n{'classified as asked' if asked else 'accuracy'} "
                  f"{result.accuracy:.1%} ({result.correct:,} of {result.total:,} {result.unit})", fontsize=11)

@@ -1,3 +1,4 @@
-"""Stage 4, Spec + data → run folder: data sources, the tf.data pipeline, the strategy, the loop
-and its checkpoints."""
-from .run import train  # noqa: F401
+"""Stage 4, a checked spec + data → run folder: the one training session (session.py) every
+family plugs its models and its step into; data sources, the tf.data pipeline, the strategy,
+the loops and their checkpoints."""
+from .session import Parts, train  # noqa: F401

@@ -247,17 +247,23 @@ class Commit:
     """Makes an epoch durable; called by the loop after each one, returns True to stop
     (early stopping). Rows' `seconds` run from the previous commit (or `begin`), so they add
     up to the whole run's time; images/second counts the training part of the epoch only.
-    Each checkpoint also records the run's wall time so far (`wall_before`, the earlier
-    sessions', plus this session's since `started`) and the schedule's cosine cycle."""
+    Each checkpoint holds every variable of the family's `models`, then of its `optimizers`,
+    and records the run's wall time so far (`wall_before`, the earlier sessions', plus this
+    session's since `started`) and the schedule's cosine cycle (when there is a schedule).
 
-    def __init__(self, tf, folder, plan, section, model, optimizer, schedule, history: History, images_per_epoch,
-                 out, tty, started, wall_before=0.0, events=None, corrupt=None):
+    From the family (train/session.py's Training): `line(row, corrupt)` the epoch's log line,
+    `after(rows)` what to say after an epoch (warnings), `hint` how to recover from a NaN."""
+
+    def __init__(self, tf, folder, plan, section, models, optimizers, schedule, history: History, images_per_epoch,
+                 out, tty, started, wall_before=0.0, events=None, corrupt=None, line=None, after=None, hint=""):
         self.folder, self.plan, self.section, self.history = folder, plan, section, history
-        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.models, self.optimizers, self.schedule = list(models), list(optimizers), schedule
         self.images_per_epoch, self.out, self.tty = images_per_epoch, out, tty
         self.started, self.wall_before, self.events = started, wall_before, events
         self.corrupt = corrupt    # epoch → training files dropped as corrupt in it (Pipeline.corrupt_in_epoch), or None
-        self.sync_replicas = replica_state_sync(tf, plan.strategy, model)
+        self.line, self.after, self.hint = line or self.epoch_line, after, hint
+        syncs = [replica_state_sync(tf, plan.strategy, model) for model in self.models]
+        self.sync_replicas = lambda: [sync() for sync in syncs]
         self.mark = time.perf_counter()
 
     def wall_time(self) -> float:
@@ -269,17 +275,18 @@ class Commit:
         self.mark = time.perf_counter()
 
     def __call__(self, epoch, logs, trained_seconds) -> bool:
-        """Epoch `epoch` (1-based) with Keras's `logs`; `trained_seconds` exclude validation."""
+        """Epoch `epoch` (1-based) with the loop's `logs`; `trained_seconds` exclude validation."""
         seconds = time.perf_counter() - self.mark
         self.sync_replicas()
         bad = [k for k, v in logs.items() if k.endswith("loss") and not math.isfinite(float(v))]
         if bad:
             self.fail(epoch, f"the {bad[0].replace('_', ' ')} became {logs[bad[0]]}")
-        model_values = [np.asarray(local_copies(v)[0]) for v in self.model.variables]
+        model_values = [np.asarray(local_copies(v)[0]) for model in self.models for v in model.variables]
         if not all(np.all(np.isfinite(v)) for v in model_values):
             self.fail(epoch, "the weights became NaN or infinite")
         row = {"epoch": epoch, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
-        row["learning_rate"] = float(self.schedule(max(int(self.optimizer.iterations.numpy()) - 1, 0)))
+        if self.schedule is not None:
+            row["learning_rate"] = float(self.schedule(max(int(self.optimizers[0].iterations.numpy()) - 1, 0)))
         row["seconds"] = round(seconds, 4)
         row["images_per_second"] = round(self.images_per_epoch / max(trained_seconds, 1e-9), 2)
         history = self.history
@@ -288,10 +295,12 @@ class Commit:
         if stop:
             history.stopped = "early_stopping"
         if self.plan.chief:
-            optimizer_values = [np.asarray(local_copies(v)[0]) for v in self.optimizer.variables]
+            optimizer_values = [np.asarray(local_copies(v)[0]) for optimizer in self.optimizers
+                                for v in optimizer.variables]
             meta = {"epoch": epoch, "history": history.rows, "stopped": history.stopped,
-                    "best_epoch": history.best_epoch(), "wall_time_seconds": self.wall_time(),
-                    "schedule_cycle": [self.schedule.first_epoch, self.schedule.last_epoch]}
+                    "best_epoch": history.best_epoch(), "wall_time_seconds": self.wall_time()}
+            if self.schedule is not None:
+                meta["schedule_cycle"] = [self.schedule.first_epoch, self.schedule.last_epoch]
             runfolder.atomic_write(runfolder.checkpoint_path(self.folder, epoch),
                                    checkpoint_bytes(meta, model_values, optimizer_values))
             runfolder.atomic_write(self.folder / runfolder.HISTORY, runfolder.history_text(history.rows))
@@ -300,9 +309,11 @@ class Commit:
                 self.events.epoch(row)
             skipped = self.corrupt(epoch) if self.corrupt is not None else None
             if not self.tty:
-                print(self.epoch_line(row, skipped), file=self.out, flush=True)
+                print(self.line(row, skipped), file=self.out, flush=True)
             elif skipped:        # Keras's progress bar showed the epoch: the count on a line of its own
                 print(f"epoch {epoch}: {corrupt_text(skipped)}", file=self.out, flush=True)
+            for said in self.after(history.rows) if self.after is not None else ():
+                print(said, file=self.out, flush=True)
         self.mark = time.perf_counter()
         return stop
 
@@ -310,13 +321,10 @@ class Commit:
         kept = runfolder.checkpoint_epochs(self.folder) if self.plan.chief else []
         last = f"the last good checkpoint (epoch {kept[0]}) is kept in {self.folder / runfolder.CHECKPOINTS}" if kept \
             else "no epoch had completed, so there is no checkpoint"
-        rate = self.section.optimizer.base_learning_rate
         if self.tty:
             print(file=self.out)
-        raise TrainingError(f"epoch {epoch}: {what}; training stopped and this epoch was not saved; {last}\n"
-                            f"  hint: lower train.optimizer.learning_rate (now {rate:g}), add a warm-up "
-                            f"(train.schedule.warmup_epochs) or set train.optimizer.clipnorm, and rerun: training "
-                            f"continues from the last good checkpoint")
+        raise TrainingError(f"epoch {epoch}: {what}; training stopped and this epoch was not saved; {last}",
+                            f"{self.hint}, and rerun: training continues from the last good checkpoint")
 
     def epoch_line(self, row, corrupt=None) -> str:
         """One line per epoch for logs (no carriage returns); `corrupt`: the files dropped in it."""

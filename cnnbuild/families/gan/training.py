@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +32,6 @@ import numpy as np
 
 from ... import runfolder
 from ...errors import UsageError
-from ...train.checkpoints import TrainingError, checkpoint_bytes, newest_usable, prepare_folder, prune, refuse_other_run
 
 GAN_JSON = "gan.json"
 SAMPLES = "samples"
@@ -52,35 +49,125 @@ SPREAD_SAMPLE = 512          # real images read to measure the data's spread
 
 
 def train_gan(gan_spec, report, out=None, stdout=None) -> dict:
-    """Train a checked GanSpec's generator and discriminator (`report`: its valid GanReport);
-    returns the final metrics (a dict), or raises. The run folder defaults to runs/NAME/; an
-    unfinished one is resumed."""
-    started = time.time()
-    section = gan_spec.train
-    if section.strategy not in ("auto", "default"):
-        raise UsageError(f"train.strategy {section.strategy}: a GAN trains on one device for now (the default "
-                         "strategy)\n  hint: remove train.strategy, or set it to default")
-    data_spec = data_spec_of(gan_spec)
-    from ...check.data import precheck
-    labels = (label_count(gan_spec),)
-    precheck(data_spec.data, labels)        # a missing path, an empty class folder: before TensorFlow
-    folder = Path(out) if out else Path("runs") / gan_spec.name
-    with runfolder.owned(folder, "train"):
-        refuse_other_run(folder, gan_spec.resolved)
-        from ...tfstart import start_tensorflow
-        start_tensorflow()
-        import keras
-        import tensorflow as tf
-        previous = keras.mixed_precision.global_policy(), tf.config.optimizer.get_experimental_options()
-        keras.mixed_precision.set_global_policy("float32")
-        # Grappler's remapper fails (and logs an error) fusing a nested model's conv + leaky_relu
-        # under a GradientTape (TF 2.21); the steps are the same without the fusion
-        tf.config.optimizer.set_experimental_options({"remapping": False})
-        try:
-            return _train(gan_spec, report, data_spec, labels, folder, stdout or sys.stdout, started)
-        finally:
-            keras.mixed_precision.set_global_policy(previous[0])
-            tf.config.optimizer.set_experimental_options({"remapping": previous[1].get("remapping", True)})
+    """Train a checked GanSpec's generator and discriminator (`report`: its valid GanReport)
+    in the one training session (train/session.py); returns the final metrics."""
+    from ...train.session import train
+    return train(Training(gan_spec, report), out=out, stdout=stdout)
+
+
+class Training:
+    """A GAN's part of the training session (train/session.py states the contract): two
+    networks and two optimizers, the seeds' k-step loop (Steps), a sample grid and the
+    failure warnings after every epoch, generator.keras and discriminator.keras at the end."""
+
+    title = "GAN"
+    strategies = ("auto", "default")        # one device for now
+    tf_options = {"remapping": False}       # Grappler's remapper fails (and logs an error) fusing a nested
+    # model's conv + leaky_relu under a GradientTape (TF 2.21); the steps are the same without the fusion
+
+    def __init__(self, gan_spec, report):
+        self.gan_spec, self.report, self.gan = gan_spec, report, gan_spec.gan
+        # the plan's strategy: the default (the one device TensorFlow sees first)
+        self.spec = dataclasses.replace(gan_spec, train=dataclasses.replace(gan_spec.train, strategy="default"))
+        self.data_spec = data_spec_of(gan_spec)
+        self.labels = (label_count(gan_spec),)
+        rates = (self.gan.generator_optimizer.base_learning_rate, self.gan.discriminator_optimizer.base_learning_rate)
+        self.hint = (f"lower gan.generator_optimizer.learning_rate (now {rates[0]:g}) and "
+                     f"gan.discriminator_optimizer's (now {rates[1]:g}), or set their clipnorm")
+        self.data_spread = 0.0
+
+    def precision(self, plan):
+        return "float32"
+
+    def build(self, keras, tf, plan, loaded, steps_per_epoch, policy):
+        from ...augment import make_augment
+        from ...assemble import ends_in_probabilities
+        from ...train.objective import make_optimizer
+        from ...train.session import Parts
+        from .models import build_gan
+        gan_spec, gan, section = self.gan_spec, self.gan, self.gan_spec.train
+        generator, discriminator = build_gan(gan_spec)
+        low, high = self.report.pixel_range         # the check refuses a generator without one
+        self.probability = ends_in_probabilities(discriminator)
+        optimizers = [make_optimizer(keras, dataclasses.replace(section, optimizer=chosen), chosen.base_learning_rate)
+                      for chosen in (gan.generator_optimizer, gan.discriminator_optimizer)]
+        self.grid = SampleGrid(tf, gan_spec, loaded.classes, low, high)
+        self.generator, self.discriminator, self.loaded = generator, discriminator, loaded
+        loop = Loop(Steps(tf, gan_spec, generator, discriminator, *optimizers, low, high, self.probability), self)
+        # images in 0…1, augmented when the spec says so
+        augment = make_augment(gan_spec.augment, gan_spec.image_shape, "classification")
+        return Parts([generator, discriminator], optimizers, loop, augment=augment, metrics={
+            "conditional": gan.conditional, "loss": gan.loss, "discriminator_steps": gan.discriminator_steps,
+            "noise": gan.noise, "pixel_range": [low, high],
+            "discriminator_output": "probability" if self.probability else "logit",
+            "generator_params": self.report.generator.params, "discriminator_params": self.report.discriminator.params})
+
+    def folder_files(self, folder, loaded):
+        gan, (low, high) = self.gan, self.report.pixel_range
+        runfolder.write_json(folder / GAN_JSON, {
+            "name": self.gan_spec.name, "noise": gan.noise, "conditional": gan.conditional,
+            "classes": list(loaded.classes) if gan.conditional else [], "image_shape": list(self.gan_spec.image_shape),
+            "pixel_range": [low, high], "loss": gan.loss})
+
+    def header(self, loaded, plan, policy) -> str:
+        gan, (low, high) = self.gan, self.report.pixel_range
+        return (f"generator {self.report.generator.params:,} parameters, discriminator "
+                f"{self.report.discriminator.params:,}; {'conditional, ' if gan.conditional else ''}{gan.loss} loss, "
+                f"k = {gan.discriminator_steps}, pixels {low:g}…{high:g}, "
+                f"{'probability' if self.probability else 'logit'} D; one device ({plan.accelerator})")
+
+    def started(self, pipeline, say):
+        for note in unused_settings(self.gan_spec.train):
+            say(f"note: {note}")
+        self.data_spread = spread_of_data(pipeline, self.grid)
+
+    def line(self, row, corrupt=None) -> str:
+        return epoch_line(row, self.gan_spec.train.epochs)
+
+    def after(self, rows) -> list:
+        return [f"warning: {warning}" for warning in warnings(rows, self.data_spread, self.gan)]
+
+    def finish(self, folder, history, say):
+        from ...train.replicas import weights_digest
+        from ...train.session import save_model
+        for network, name in ((self.generator, GENERATOR), (self.discriminator, DISCRIMINATOR)):
+            save_model(network, folder / name)
+        rows = history.rows
+        own = {"data_spread": round(self.data_spread, 4), "generator_sha256": weights_digest(self.generator),
+               "discriminator_sha256": weights_digest(self.discriminator),
+               "warnings": [w for i in range(1, len(rows) + 1) for w in warnings(rows[:i], self.data_spread, self.gan)]}
+        return own, lambda metrics: (
+            f"done: {metrics['epochs']} epoch{'s' if metrics['epochs'] != 1 else ''}, D loss {rows[-1]['d_loss']:.4f}, "
+            f"G loss {rows[-1]['g_loss']:.4f}, {metrics['training_seconds']:.1f}s training, "
+            f"{metrics['images_per_second']:,.0f} img/s → {folder / GENERATOR}, samples in {folder / SAMPLES}")
+
+    def curves(self, rows):
+        """D and G loss together, mean D(x) and D(G(z)) together, and the samples' spread relative to the data's."""
+        return (("loss", (("d_loss", "D loss"), ("g_loss", "G loss"))),
+                ("discriminator's mean output", (("d_real", "D(x)"), ("d_fake", "D(G(z))"))),
+                ("sample spread / data's", (("sample_spread", "spread"),)))
+
+
+class Loop:
+    """The seeds' loop over epochs: each epoch's D and G updates (Steps), then the sample
+    grid, then the session's commit (checkpoint, history, the epoch's line and warnings)."""
+
+    def __init__(self, steps, training):
+        self.steps, self.training = steps, training
+
+    def run(self, pipeline, start, epochs, steps_per_epoch, commit, tty, out):
+        training = self.training
+        commit.begin()
+        for epoch in range(start, epochs):
+            began = time.perf_counter()
+            d_loss, g_loss, d_real, d_fake = self.steps.epoch(pipeline.train_epoch(epoch), epoch * steps_per_epoch,
+                                                              steps_per_epoch)
+            trained = time.perf_counter() - began
+            logs = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
+            if all(math.isfinite(v) for v in (d_loss, g_loss)):
+                samples = training.grid.write(training.generator, commit.folder / SAMPLES / f"epoch_{epoch + 1:03d}.png")
+                logs["sample_spread"] = round(training.grid.spread(samples) / max(training.data_spread, 1e-9), 4)
+            commit(epoch + 1, logs, trained)
 
 
 def data_spec_of(gan_spec):
@@ -114,140 +201,6 @@ def label_count(gan_spec) -> int:
         return folders
     raise UsageError(f"an unconditional GAN on a {data.kind} source needs its class names to read it\n"
                      "  hint: give data.classes: [names] (the labels are read but not used)")
-
-
-def _train(gan_spec, report, data_spec, labels, folder, out, started) -> dict:
-    import tensorflow as tf
-
-    from ...train.strategy import make_plan
-    section = gan_spec.train
-    gan = gan_spec.gan
-    plan = make_plan(dataclasses.replace(section, strategy="default"), tf)   # before any other op
-
-    def say(text):
-        print(text, file=out, flush=True)
-
-    # seeds
-    import keras
-    if section.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(section.seed)
-    tf.random.set_seed(section.seed + 1)    # not 0: see run.py (a graph-level seed of 0 breaks epoch seeds)
-
-    # the data, read and checked before anything is built
-    from ...train.data import load_data
-    loaded = load_data(data_spec, labels)
-    steps_per_epoch = plan.steps_per_epoch(loaded.train.count, section.batch_size)
-
-    # the two networks and their pixel range
-    from ...assemble import ends_in_probabilities
-    from .models import build_gan
-    generator, discriminator = build_gan(gan_spec)
-    low, high = report.pixel_range         # the check refuses a generator without one
-    probability = ends_in_probabilities(discriminator)
-
-    # the pipeline: images in 0…1, augmented when the spec says so
-    from ...augment import make_augment
-    from ...train.pipeline import Pipeline
-    augment = make_augment(gan_spec.augment, gan_spec.image_shape, "classification")
-    pipeline = Pipeline(loaded, gan_spec.image_shape, section.batch_size, section.seed, augment=augment,
-                        data=data_spec.data, folder=folder)
-
-    # the run folder
-    prepare_folder(folder, gan_spec.resolved, loaded.classes)
-    runfolder.write_json(folder / GAN_JSON, {
-        "name": gan_spec.name, "noise": gan.noise, "conditional": gan.conditional,
-        "classes": list(loaded.classes) if gan.conditional else [], "image_shape": list(gan_spec.image_shape),
-        "pixel_range": [low, high], "loss": gan.loss})
-
-    # the optimizers (constant learning rates), built so that their state can be checkpointed
-    from ...train.objective import make_optimizer
-    optimizers = []
-    for network, chosen in ((generator, gan.generator_optimizer), (discriminator, gan.discriminator_optimizer)):
-        optimizer = make_optimizer(keras, dataclasses.replace(section, optimizer=chosen), chosen.base_learning_rate)
-        optimizer.build(network.trainable_variables)
-        optimizers.append(optimizer)
-    steps = Steps(tf, gan_spec, generator, discriminator, *optimizers, low, high, probability)
-
-    # resume from the newest usable checkpoint
-    networks = list(generator.variables) + list(discriminator.variables)
-    states = list(optimizers[0].variables) + list(optimizers[1].variables)
-    found = newest_usable(folder, [tuple(v.shape) for v in networks + states], say)
-    start, rows, wall_before = 0, [], 0.0
-    if found is not None:
-        start, meta, network_values, state_values = found
-        for variable, value in zip(networks + states, network_values + state_values):
-            variable.assign(value)
-        rows, wall_before = meta["history"], float(meta.get("wall_time_seconds", 0.0))
-        runfolder.atomic_write(folder / runfolder.HISTORY, runfolder.history_text(rows))   # the checkpoint's truth
-
-    g_report, d_report = report.generator, report.discriminator
-    say(f"{gan_spec.name}: {loaded.describe()}; generator {g_report.params:,} parameters, discriminator "
-        f"{d_report.params:,}; {'conditional, ' if gan.conditional else ''}{gan.loss} loss, "
-        f"k = {gan.discriminator_steps}, pixels {low:g}…{high:g}, {'probability' if probability else 'logit'} D; "
-        f"one device ({plan.accelerator}) → {folder}\ninput: {pipeline.describe()}")
-    for note in unused_settings(section):
-        say(f"note: {note}")
-    grid = SampleGrid(tf, gan_spec, loaded.classes, low, high)
-    data_spread = spread_of_data(pipeline, grid)
-
-    # train
-    epochs = section.epochs
-    if start >= epochs:
-        say(f"{folder} is already complete ({start} epoch{'s' if start != 1 else ''}); writing its results")
-    elif start:
-        say(f"resuming after epoch {start} of {epochs}")
-    for epoch in range(start, epochs):
-        began = time.perf_counter()
-        d_loss, g_loss, d_real, d_fake = steps.epoch(pipeline.train_epoch(epoch), epoch * steps_per_epoch,
-                                                     steps_per_epoch)
-        trained = time.perf_counter() - began
-        if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
-            _fail(folder, epoch + 1, d_loss, g_loss, gan)
-        samples = grid.write(generator, folder / SAMPLES / f"epoch_{epoch + 1:03d}.png")
-        row = {"epoch": epoch + 1, "d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake,
-               "sample_spread": round(grid.spread(samples) / max(data_spread, 1e-9), 4),
-               "seconds": round(time.perf_counter() - began, 4),
-               "images_per_second": round(loaded.train.count / max(trained, 1e-9), 2)}
-        rows.append(row)
-        meta = {"epoch": epoch + 1, "history": rows, "stopped": None,
-                "wall_time_seconds": round(wall_before + time.time() - started, 3)}
-        runfolder.atomic_write(runfolder.checkpoint_path(folder, epoch + 1), checkpoint_bytes(
-            meta, [np.asarray(v.numpy()) for v in networks], [np.asarray(v.numpy()) for v in states]))
-        runfolder.atomic_write(folder / runfolder.HISTORY, runfolder.history_text(rows))
-        prune(folder, epoch + 1)
-        say(epoch_line(row, epochs))
-        for warning in warnings(rows, data_spread, gan):
-            say(f"warning: {warning}")
-
-    # results
-    if not rows:
-        raise TrainingError(f"{folder}: no epoch was trained")
-    for network, name in ((generator, GENERATOR), (discriminator, DISCRIMINATOR)):
-        save(network, folder / name)
-    from ...train.replicas import weights_digest
-    final = rows[-1]
-    rates = [row["images_per_second"] for row in rows]
-    metrics = {k: v for k, v in final.items() if k not in ("seconds", "images_per_second")}
-    metrics.update({
-        "epochs": final["epoch"], "epochs_requested": epochs, "stopped": "completed",
-        "images_per_second": float(np.median(rates)), "training_seconds": round(sum(r["seconds"] for r in rows), 3),
-        "wall_time_seconds": round(wall_before + time.time() - started, 3) if start < epochs
-        else round(wall_before, 3),
-        "train_images": loaded.train.count, "classes": len(loaded.classes), "data": loaded.source,
-        "conditional": gan.conditional, "loss": gan.loss, "discriminator_steps": gan.discriminator_steps,
-        "noise": gan.noise, "pixel_range": [low, high], "discriminator_output": "probability" if probability else "logit",
-        "data_spread": round(data_spread, 4), "generator_params": g_report.params,
-        "discriminator_params": d_report.params, "strategy": plan.kind, "replicas": 1, "seed": section.seed,
-        "generator_sha256": weights_digest(generator), "discriminator_sha256": weights_digest(discriminator),
-        "warnings": [w for i in range(1, len(rows) + 1) for w in warnings(rows[:i], data_spread, gan)],
-    })
-    plot(rows, f"{folder.resolve().name} — training curves: {loaded.source}", folder)
-    runfolder.write_json(folder / runfolder.METRICS, metrics)    # last: its presence means finished
-    say(f"done: {metrics['epochs']} epoch{'s' if metrics['epochs'] != 1 else ''}, D loss {final['d_loss']:.4f}, "
-        f"G loss {final['g_loss']:.4f}, {metrics['training_seconds']:.1f}s training, "
-        f"{metrics['images_per_second']:,.0f} img/s → {folder / GENERATOR}, samples in {folder / SAMPLES}")
-    return metrics
 
 
 def unused_settings(section) -> list:
@@ -436,31 +389,3 @@ def warnings(rows, data_spread, gan) -> list:
                     f"\n  hint: look at the samples; lower gan.generator_optimizer.learning_rate (now "
                     f"{gan.generator_optimizer.base_learning_rate:g}), or make the noise longer (gan.noise)")
     return said
-
-
-def _fail(folder, epoch, d_loss, g_loss, gan):
-    kept = runfolder.checkpoint_epochs(folder)
-    last = f"the last good checkpoint (epoch {kept[0]}) is kept" if kept else "no epoch had completed"
-    raise TrainingError(f"epoch {epoch}: the losses became D {d_loss}, G {g_loss}; training stopped and this epoch "
-                        f"was not saved; {last}\n  hint: lower gan.generator_optimizer.learning_rate (now "
-                        f"{gan.generator_optimizer.base_learning_rate:g}) and gan.discriminator_optimizer's (now "
-                        f"{gan.discriminator_optimizer.base_learning_rate:g}), or set their clipnorm, and rerun")
-
-
-def save(model, path):
-    """A Keras model file, whole or not at all (a temporary sibling, then a rename)."""
-    temporary = path.parent / f".{path.stem}-{os.getpid()}.keras"
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def plot(rows, title, folder):
-    """training_curves.png: D and G loss together, mean D(x) and D(G(z)) together, and the
-    samples' spread relative to the data's."""
-    from ...train.curves import write_curves
-    write_curves(rows, title, folder, (("loss", (("d_loss", "D loss"), ("g_loss", "G loss"))),
-                                       ("discriminator's mean output", (("d_real", "D(x)"), ("d_fake", "D(G(z))"))),
-                                       ("sample spread / data's", (("sample_spread", "spread"),))))
