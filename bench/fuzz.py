@@ -29,10 +29,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnnbuild.check import infer                   # noqa: E402  (a GanSpec gives a GanReport)
+from cnnbuild import check as infer, load_spec    # noqa: E402  (a spec of any family; a GanSpec gives a GanReport)
 from cnnbuild.cli import main                      # noqa: E402
 from cnnbuild.errors import SpecError, UsageError  # noqa: E402
-from cnnbuild.parse import load_spec               # noqa: E402
 
 SEEDS = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "tests" / "specs").rglob("*.yaml"))
 ODD_STRINGS = ["", " ", "${", "${filters * 2}", "$index", "$nope", "${10**400}", "${1/0}", "é" * 40, "x" * 5000,

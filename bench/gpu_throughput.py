@@ -30,7 +30,7 @@ def peak_of(name: str):
 
 def cnnbuild_model(size):
     from cnnbuild import build_model, infer
-    from cnnbuild.parse import resolve_spec
+    from cnnbuild import resolve_spec
     from cnnbuild.parse.overrides import settings
     spec = resolve_spec(ROOT / "specs" / "resnet50.yaml", settings([f"input=[{size}, {size}, 3]"]))
     return build_model(spec), infer(spec).macs

@@ -11,7 +11,7 @@ import pytest
 
 from cnnbuild.assemble import build_model
 from cnnbuild.check.report import infer
-from cnnbuild.parse import load_spec
+from cnnbuild import load_spec
 from cnnbuild.families.gan.spec import GanSpec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"

@@ -19,7 +19,7 @@ import pytest
 
 from cnnbuild.assemble import build_model
 from cnnbuild.check.report import infer
-from cnnbuild.parse import load_spec, parse_spec
+from cnnbuild import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
