@@ -147,11 +147,10 @@ def _train(gan_spec, report, data_spec, labels, folder, out, started) -> dict:
     steps_per_epoch = plan.steps_per_epoch(loaded.train.count, section.batch_size)
 
     # the two networks and their pixel range
-    from ..assemble import ends_in_probabilities
     from ..assemble.gan import build_gan
     generator, discriminator = build_gan(gan_spec)
     low, high = report.pixel_range         # the check refuses a generator without one
-    probability = ends_in_probabilities(discriminator)
+    probability = report.discriminator.ends_in_probabilities
 
     # the pipeline: images in 0…1, augmented when the spec says so
     from ..augment import make_augment

@@ -102,13 +102,13 @@ def _train(spec, report, folder, out, started) -> dict:
     steps_per_epoch = plan.steps_per_epoch(loaded.train.count, section.batch_size)
 
     # 4. the model, its variables mirrored over the strategy's replicas
-    from ..assemble import build_model, ends_in_probabilities
+    from ..assemble import build_model
     with plan.strategy.scope():
         model = build_model(spec, report)
 
-    # 5. the objective: logits or probabilities, read from the built model's output layer
-    # (whatever the spec's last entry is): Keras rescues from_logits=True on a softmax only in float32
-    objective = make_objective(keras, spec, loaded.task, loaded.outputs, ends_in_probabilities(model))
+    # 5. the objective: logits or probabilities, as the check found the network's output (whatever
+    # the spec's last entry is): Keras rescues from_logits=True on a softmax only in float32
+    objective = make_objective(keras, spec, loaded.task, loaded.outputs, report.ends_in_probabilities)
 
     # 6. the pipeline; augmentation in tf.data, or on the GPU inside the training step
     from ..augment import make_augment
