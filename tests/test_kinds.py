@@ -692,3 +692,145 @@ def test_a_parameter_may_name_the_layer_a_block_reads():
                                       "- from_named: {name: u, source: a}", blocks)
     assert report.rows[-1].output == (4, 4, 2)                 # read a (4×4), not the 2×2 conv before the use
     assert model.get_layer("u_c").input.name == model.get_layer("a").output.name
+
+
+# ── what the network ends in: the check's answer against the built Keras model ───────────────
+ROOT = Path(__file__).resolve().parent.parent
+ZOO_SPECS = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "cnnbuild" / "zoo").glob("*.yaml"))
+TINY_TOP = ("name: tiny\ninput: [8, 8, 4]\nlayers:\n  - conv: {filters: 4, kernel: 3, activation: relu}\n"
+            "  - global_avg_pool\n  - dense: {units: 3, activation: softmax}\n")
+ENDINGS = {   # the spec's last entries (after a conv on an 8×8×1 input) → what the check must say it ends in
+    "dense softmax": ("- flatten\n- dense: {units: 10, activation: softmax}", "softmax"),
+    "dense sigmoid": ("- flatten\n- dense: {units: 1, activation: sigmoid}", "sigmoid"),
+    "conv tanh": ("- conv: {filters: 3, kernel: 1, activation: tanh}", "tanh"),
+    "tanh kind, then reshape": ("- tanh\n- reshape: [-1]", "tanh"),
+    "linear dense": ("- flatten\n- dense: 10", None),
+    "softmax, then activation linear": ("- flatten\n- dense: {units: 4, activation: softmax}\n- activation: linear",
+                                        "softmax"),
+    "softmax, then dropout": ("- flatten\n- dense: {units: 4, activation: softmax}\n- dropout: 0.5", "softmax"),
+    "relu after softmax": ("- flatten\n- dense: {units: 4, activation: softmax}\n- relu", "relu"),
+    "batchnorm then softmax": ("- conv: {filters: 4, kernel: 1, batchnorm: true, activation: softmax}", "softmax"),
+    "sigmoid, then max_pool": ("- sigmoid\n- max_pool: 2", "sigmoid"),
+    "block use": ("- head", "softmax"),
+    "repeat": ("- flatten\n- repeat: {times: 2, layers: [{dense: {units: 4, activation: tanh}}]}", "tanh"),
+    "residual, linear sum": ("- residual: {body: [{conv: {filters: 4, kernel: 3, padding: same, activation: tanh}}]}",
+                             None),
+    "residual with activation": ("- residual: {body: [{conv: {filters: 4, kernel: 3, padding: same}}], "
+                                 "activation: sigmoid}", "sigmoid"),
+    "concat": ("- concat: {with: [input]}", None),
+    "backbone with top": ("- backbone: {spec: tiny.yaml, include_top: true}", "softmax"),
+    "backbone without top": ("- backbone: {spec: tiny.yaml}", "relu"),
+}
+HEAD_BLOCK = "head:\n  layers:\n    - flatten\n    - dense: {units: 5, activation: softmax}\n"
+
+
+def keras_output_activation(model):
+    """What a Keras model's output comes from, read from Keras's own layer configs: through
+    nested models, Identity and the layers that only move, pick or drop values (this test's
+    own list), to a Softmax layer, an activation layer, or a layer's `activation` argument."""
+    import keras
+    layers = keras.layers
+    moving = (layers.Identity, layers.Flatten, layers.Reshape, layers.Dropout, layers.SpatialDropout2D,
+              layers.Cropping2D, layers.UpSampling2D, layers.MaxPooling2D, layers.AveragePooling2D,
+              layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D)
+    own_layers = {layers.Softmax: "softmax", layers.LeakyReLU: "leaky_relu", layers.ELU: "elu"}
+    tensor = model.outputs[0]
+    while True:
+        layer, node, index = tensor._keras_history
+        if isinstance(layer, keras.Model):
+            tensor = layer.outputs[index]
+            continue
+        if type(layer) in own_layers:
+            return own_layers[type(layer)]
+        if isinstance(layer, layers.ReLU):
+            return "relu6" if layer.get_config()["max_value"] == 6 else "relu"
+        activation = layer.get_config().get("activation")
+        activation = activation if isinstance(activation, str) else None
+        if activation not in (None, "linear"):
+            return {"hard_silu": "hard_swish"}.get(activation, activation)
+        if not (isinstance(layer, moving) or isinstance(layer, layers.Activation) and activation == "linear"):
+            return None
+        tensor = layer._inbound_nodes[node].input_tensors[0]
+
+
+def assert_ends_in(spec, expected="any"):
+    """The check's answer equals Keras's own (and `expected`, where given), the built model's
+    numbers lie in that activation's range, and export's view of the Keras graph agrees."""
+    from cnnbuild.assemble.model import ends_in_probabilities
+    report = infer(spec)
+    model = build_model(spec, report)
+    answer = report.output_activation
+    assert answer == keras_output_activation(model)
+    if expected != "any":
+        assert answer == expected
+    out = np.asarray(model(np.random.default_rng(0).uniform(0, 1, (2, *spec.input)).astype("float32")))
+    if answer == "softmax":
+        np.testing.assert_allclose(out.sum(axis=-1), 1, atol=1e-4)
+    elif answer == "sigmoid":
+        assert out.min() >= 0 and out.max() <= 1
+    elif answer == "tanh":
+        assert out.min() >= -1 and out.max() <= 1
+    elif answer in ("relu", "relu6"):
+        assert out.min() >= 0
+    assert ends_in_probabilities(model) is report.ends_in_probabilities
+
+
+@pytest.mark.parametrize("case", sorted(ENDINGS))
+def test_output_activation_is_what_the_built_model_ends_in(case, tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_TOP)
+    layers, expected = ENDINGS[case]
+    text = spec_text((8, 8, 1), "- conv: {filters: 4, kernel: 3, padding: same}\n" + layers, HEAD_BLOCK)
+    (tmp_path / "net.yaml").write_text(text)
+    from cnnbuild import load_spec
+    assert_ends_in(load_spec(tmp_path / "net.yaml"), expected)
+
+
+@pytest.mark.parametrize("path", ZOO_SPECS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_zoo_spec_ends_in_what_its_model_ends_in(path):
+    from cnnbuild import load_spec
+    spec = load_spec(path)
+    for network in [spec.generator, spec.discriminator] if hasattr(spec, "generator") else [spec]:
+        assert_ends_in(network)
+
+
+# ── the walker contract (layers/walk.py): what `ctx` holds, on both sides ────────────────────
+def test_both_walkers_provide_every_attribute_of_the_contract():
+    import keras
+
+    from cnnbuild.assemble.model import _Builder
+    from cnnbuild.check.report import Report, _Engine
+    from cnnbuild.layers import keras_layers
+    from cnnbuild.layers.walk import BuildContext, CheckContext, attributes
+    spec = parse_spec(spec_text((8, 8, 1), "- flatten"))
+    engine = _Engine(spec, Report(spec.name, spec.input, None))
+    builder = _Builder(keras, keras_layers, keras.Input((8, 8, 1)))
+    for ctx, protocol in ((engine, CheckContext), (builder, BuildContext)):
+        missing = sorted(a for a in attributes(protocol) if not (hasattr(type(ctx), a) or a in vars(ctx)))
+        assert not missing, f"{type(ctx).__name__} lacks {missing} of {protocol.__name__}"
+
+
+def ctx_uses(function) -> set:
+    """The attributes of `ctx` a function's code reads (`ctx.name`, `ctx.run(...)`)."""
+    import ast
+    return {node.attr for node in ast.walk(function) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name) and node.value.id == "ctx"}
+
+
+def test_kinds_use_only_what_the_contract_gives():
+    """Every `infer` in layers/ reads of ctx only CheckContext's attributes, every `build`
+    only BuildContext's, and helpers (which either may call) only their union."""
+    import ast
+
+    from cnnbuild.layers.walk import BuildContext, CheckContext, attributes
+    check, build = attributes(CheckContext), attributes(BuildContext)
+    layers = Path(__file__).resolve().parent.parent / "cnnbuild" / "layers"
+    wrong = []
+    for path in sorted(layers.glob("*.py")):
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(function, (ast.FunctionDef, ast.Lambda)):
+                continue
+            name = getattr(function, "name", "<lambda>")
+            allowed = check if name.startswith(("infer", "_infer")) else build if name == "build" else check | build
+            wrong += [f"{path.name}: {name} uses ctx.{a}" for a in sorted(ctx_uses(function) - allowed)]
+    assert not wrong
+    assert ctx_uses(ast.parse("def build(ins, ctx):\n    return ctx.keras, ctx.env")) == {"keras", "env"}

@@ -181,3 +181,58 @@ def test_the_family_check_sees_family_knowledge():
     found = family_knowledge(ast.parse(code), {"GanSpec"}, {"generator"}, {"gan.json"})
     assert len(found) == 3 and "imports ..families.gan.spec" in found[0]
     assert family_knowledge(ast.parse("from . import families\nfamilies.of_spec(1)\n"), {"GanSpec"}, set(), set()) == []
+
+
+def kind_mentions(source: str, kinds: set) -> list[str]:
+    """'line: name' for each string constant of `source` equal to a layer kind's name where
+    code uses it as a kind: compared (==, !=, in, not in; alone, or inside the tuple, list or
+    set compared against), a key or a value of a dict literal, or in a tuple, list or set
+    literal of two or more strings (a list of kinds)."""
+    found = []
+
+    def named(nodes):
+        return [n for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in kinds]
+
+    for node in ast.walk(ast.parse(source)):
+        hits = []
+        if isinstance(node, ast.Compare):
+            for operand in (node.left, *node.comparators):
+                hits += named(operand.elts if isinstance(operand, (ast.Tuple, ast.List, ast.Set)) else [operand])
+        elif isinstance(node, ast.Dict):
+            hits = named(node.keys) + named(node.values)
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            strings = [n for n in node.elts if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            hits = named(strings) if len(strings) >= 2 else []
+        found += [f"{hit.lineno}: {hit.value}" for hit in hits]
+    return sorted(set(found), key=lambda text: int(text.split(":")[0]))
+
+
+def kind_names() -> set:
+    """The registered kinds' names, less the activation functions': 'tanh' or 'softmax' is a
+    kind (`- tanh`) and also a value of every `activation:` argument and of the check's
+    `output_activation`, and code comparing those values (a GAN's pixel range by its
+    activation) is about the function, not the kind."""
+    import typing
+
+    from cnnbuild.layers import REGISTRY
+    from cnnbuild.layers.base import Activation
+    return set(REGISTRY) - set(typing.get_args(Activation))
+
+
+def test_the_kind_reader_sees_comparisons_dicts_and_lists():
+    kinds = {"dense", "upsample", "conv"}
+    source = ('if layer.kind == "dense": pass\nx = kind in ("upsample", "pool")\nTABLE = {"linear": "dense"}\n'
+              'KINDS = ("conv", "flatten")\nprint("dense", f"{kind}")\nname = "conv"\n')
+    assert kind_mentions(source, kinds) == ["1: dense", "2: upsample", "3: dense", "4: conv"]
+
+
+def test_no_module_outside_layers_names_a_kind():
+    """What a kind is, keeps, ends in or is called is asked of the kind (layers/base.py's
+    facts): no module outside cnnbuild/layers/ tests a layer for a kind by its name or lists
+    kinds."""
+    kinds, found = kind_names(), []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] == "layers":
+            continue
+        found += [f"{path.relative_to(PACKAGE.parent)}:{hit}" for hit in kind_mentions(path.read_text(encoding="utf-8"), kinds)]
+    assert not found, "kinds named outside layers/: " + ", ".join(found)

@@ -75,8 +75,8 @@ def differences(report, model) -> list[str]:
 
 
 class _Builder:
-    """The context a kind's build() sees: Keras, the layer's name, and the way to build
-    children (for composites) and to find named layers."""
+    """The context a kind's build() sees, layers/walk.py's BuildContext: Keras, the layer's
+    name, and the way to build children (for composites) and to find named layers."""
 
     def __init__(self, keras, custom, inputs):
         self.keras, self.custom = keras, custom
@@ -104,7 +104,7 @@ class _Builder:
         """Make a tensor referable by name (a composite's input is `input` inside it)."""
         self.env[name] = (None, [], tensor)
 
-    def run(self, layers, x, label=None):
+    def run(self, layers, x, label=""):
         prev = x
         for layer in layers:
             ins = [prev if n == "" else self.env[n][2] for n in layer.inputs] if layer.inputs else [prev]
@@ -126,25 +126,29 @@ class _Builder:
 
 
 PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
-PASS_THROUGH = ("Identity",)     # layers that hand their input on unchanged (composites end in one)
+# Keras layers whose output values lie within their input's: Identity (composites end in one),
+# and those the range-keeping kinds build (Kind.keeps_range), so both answers look through the same layers
+PASS_THROUGH = ("Identity", "Flatten", "Reshape", "Dropout", "SpatialDropout2D", "Cropping2D", "UpSampling2D",
+                "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D")
 
 
 def ends_in_probabilities(model) -> bool:
-    """Does a built model output probabilities (softmax or sigmoid) rather than logits?
+    """Does a Keras model output probabilities (softmax or sigmoid) rather than logits?
     (`output_activation` names it.)"""
     return output_activation(model) in PROBABILITY_ACTIVATIONS
 
 
 def output_activation(model):
-    """The activation a built model's output comes from: 'softmax', 'sigmoid', 'tanh', … or
+    """The activation a Keras model's output comes from: 'softmax', 'sigmoid', 'tanh', … or
     None (a linear output: logits).
 
-    Decided from the Keras graph, not from the spec's last entry, which may be a block use,
-    a composite or a backbone with its top: the output is followed back through layers that
-    pass it on unchanged (Identity, a linear Activation) and through nested models, to the
-    layer that made it — a Softmax layer, or any layer (Activation, Dense, a convolution)
-    whose activation is not linear. Training chooses `from_logits` by it, export adds a
-    softmax only to logits, and GAN training reads G's pixel range (tanh, sigmoid) from it.
+    For a model loaded from a file (export reads a run's model.keras, whatever wrote it), where
+    no spec is at hand; a spec's answer is the check's (check.report.output_activation), which
+    training reads, and tests/test_kinds.py keeps the two equal for every zoo spec. The output
+    is followed back through layers that keep their input's values (PASS_THROUGH, a linear
+    Activation) and through nested models, to the layer that made it — a Softmax layer, or
+    any layer (Activation, Dense, a convolution) whose activation is not linear. Export adds
+    a softmax only to logits.
     """
     import keras
     tensor = model.outputs[0]

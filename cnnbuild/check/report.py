@@ -10,9 +10,11 @@ from fractions import Fraction
 
 from ..layers import shapes
 from ..errors import Invalid, Problem
+from ..layers import base
 from ..layers.base import Tensor
 
 BYTES_PER_VALUE = 4   # float32 activations
+PROBABILITIES = ("softmax", "sigmoid")   # the output activations that give probabilities, not logits
 MAX_PERIOD = 4096     # positions a Span tells apart; beyond (upsampling by thousands) it keeps only the widest
 
 
@@ -119,6 +121,7 @@ class Row:
     macs: int
     receptive_field: tuple
     composite: bool = False
+    rule_in_full: bool = False   # the kind's rule is a caveat, shown whole under the table (Kind.rule_in_full)
 
     def to_json(self) -> dict:
         """The row without its children (`children` is filled by `layer_tree`)."""
@@ -156,10 +159,16 @@ class Report:
     non_trainable_params: int = 0
     macs: int = 0
     activation_bytes: int = 0
+    output_activation: str | None = None   # what the network ends in: 'softmax', 'tanh', … or None (linear)
 
     @property
     def valid(self) -> bool:
         return not self.errors
+
+    @property
+    def ends_in_probabilities(self) -> bool:
+        """Does the network output probabilities (softmax or sigmoid) rather than logits?"""
+        return self.output_activation in PROBABILITIES
 
     @property
     def trainable_params(self) -> int:
@@ -192,7 +201,7 @@ class Report:
 
 def infer(spec) -> Report:
     """Run every shape rule over the spec. Errors are collected, not raised."""
-    report = Report(spec.name, spec.input, None)
+    report = Report(spec.name, spec.input, None, output_activation=output_activation(spec))
     engine = _Engine(spec, report)
     x = Tensor(spec.input, spans=(Span.image(), Span.image()))
     out = engine.run(spec.layers, x, "", top=True)
@@ -217,6 +226,15 @@ def infer(spec) -> Report:
     return report
 
 
+def output_activation(spec) -> str | None:
+    """The activation a spec's output last went through: 'softmax', 'sigmoid', 'tanh', …, or
+    None for a linear output (logits). Read from the kinds' facts (layers/base.py), into block
+    uses, repeats and backbones (top or not), and back through layers that keep their input's
+    range (a reshape, a crop, a pool). Training chooses `from_logits` by it, and a GAN's pixel
+    range is its generator's."""
+    return base.output_activation(spec.layers)
+
+
 def human_bytes(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -225,7 +243,8 @@ def human_bytes(n: int) -> str:
 
 
 class _Engine:
-    """Walks the layers as the builder does, computing with `Tensor`s instead of Keras tensors."""
+    """Walks the layers as the builder does, computing with `Tensor`s instead of Keras tensors;
+    what a kind's infer() sees of it is layers/walk.py's CheckContext."""
 
     def __init__(self, spec, report):
         self.spec, self.report = spec, report
@@ -293,7 +312,7 @@ class _Engine:
 
     def apply(self, layer, ins, producer=None):
         row = Row(layer.where.path, layer.name, layer.kind, self.depth, [t.shape for t in ins], (), "", 0, 0, 0, (),
-                  composite=bool(layer.args.children()))
+                  composite=bool(layer.args.children()), rule_in_full=layer.args.rule_in_full)
         self.report.rows.append(row)
         start = len(self.report.rows)
         outer_layer = self.layer
@@ -334,8 +353,8 @@ class _Engine:
     def _mistakes(self, layer, ins, producer):
         """Specs that are valid but rarely meant: a dense straight after a convolution or a
         pool, on a map of several positions, is a 1×1 convolution, not a classifier."""
-        if layer.kind == "dense" and ins[0].spatial and ins[0].shape[:2] != (1, 1) \
-                and producer is not None and producer.args.family in ("conv", "pool"):
+        if layer.args.needs_flat_input and ins[0].spatial and ins[0].shape[:2] != (1, 1) \
+                and producer is not None and producer.args.family in ("convolution", "pool"):
             self.warn(f"dense acts on each position; add flatten or global_avg_pool for a classifier (its input, from "
                       f"{producer.kind} '{producer.name}', is a {'×'.join(map(str, ins[0].shape))} map, so its output is "
                       f"{'×'.join(map(str, ins[0].shape[:2]))}×{layer.args.units})",
@@ -391,7 +410,7 @@ def format_table(report: Report) -> str:
                    f"multiply-adds {report.macs:,} ({count_text(report.macs)}); "
                    f"activations {human_bytes(report.activation_bytes)} per image")
     # a backbone's rule is its caveat (what is and is not counted): shown whole, under the table
-    out += [f"{r.name}: {r.rule}" for r in report.rows if r.kind == "backbone" and len(r.rule) > widths[3]]
+    out += [f"{r.name}: {r.rule}" for r in report.rows if r.rule_in_full and len(r.rule) > widths[3]]
     return "\n".join(out)
 
 

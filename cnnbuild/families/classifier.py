@@ -136,15 +136,15 @@ class Training:
         return self.policy
 
     def build(self, keras, tf, plan, loaded, steps_per_epoch, policy):
-        from ..assemble import build_model, ends_in_probabilities
+        from ..assemble import build_model
         from ..augment import make_augment
         from ..train.objective import make_objective, make_optimizer, make_schedule
         from ..train.session import Parts
         section = self.spec.train
         model = build_model(self.spec, self.report)
-        # the objective: logits or probabilities, read from the built model's output layer (whatever the
+        # the objective: logits or probabilities, as the check found the network's output (whatever the
         # spec's last entry is): Keras rescues from_logits=True on a softmax only in float32
-        objective = make_objective(keras, self.spec, loaded.task, loaded.outputs, ends_in_probabilities(model))
+        objective = make_objective(keras, self.spec, loaded.task, loaded.outputs, self.report.ends_in_probabilities)
         # augmentation in tf.data, or on the GPU inside the training step
         augment_on = section.augment_on
         if augment_on == "auto":

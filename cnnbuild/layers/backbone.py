@@ -44,7 +44,7 @@ from ..errors import Invalid
 from ..fields import NonNegativeInt
 from .applications import (PREPROCESSING, ZOO, Application, application_counts, application_output, keras_application,
                            min_size, zoo_fits)
-from .base import Kind, Layer, Out, part_name, register
+from .base import Kind, Layer, Out, output_activation, part_name, register
 
 TOP_START = ("flatten", "global_avg_pool", "global_max_pool")   # where include_top: false cuts a spec
 # The arguments naming files (their field metadata): relative paths are read from the folder of
@@ -143,11 +143,17 @@ class Backbone(Kind):
         return tuple(dataclasses.replace(layer, trainable=False) if i < len(ends) and ends[i] <= self.freeze else layer
                      for i, layer in enumerate(layers))
 
+    rule_in_full = True   # its rule says what is and is not counted
+
     def children(self):
         return [("", self.layers)] if self.layers else []
 
     def parts(self):
         return frozenset({"preprocess"}) if self.application else frozenset()
+
+    def output_activation(self):
+        """Its spec's answer, top included or not; an application's, from its zoo spec cut as Keras cuts it."""
+        return output_activation(self.layers)
 
     # ── what the drawing shows: a box for an application (its zoo layers are the check's), the layers of a spec in a frame
     def label(self):

@@ -5,6 +5,18 @@ A kind is a frozen dataclass (its fields are its YAML arguments) registered by n
   infer(ins, ctx) -> Out     the static rule: output shape, rule text, params, MACs
   build(ins, ctx) -> tensor  the Keras construction (Keras is imported inside)
 Composite kinds also implement `children()` and call `ctx.run(...)` for their sub-layers.
+What `ctx` holds in each (the check's walker, the builder's walker) is stated in walk.py.
+
+Everything the other stages ask about one kind is asked of the kind (`Kind` below lists
+the questions with their defaults), so no module outside layers/ names a kind:
+  keeps_range          its output values lie within its input's (a reshape, a crop, a pool)
+  output_activation()  the activation function its output comes from last ('tanh', 'softmax')
+  upsampling()         (argument, factor) when one argument enlarges height and width alike
+  needs_flat_input     meant for a vector: on a map it acts on each position alone
+  rule_in_full         its rule text is a caveat the table shows whole, under the table
+  keras_names, aliases the Keras class names and the other words users type for it
+  activation_hint      what to say when its name is written as an `activation:` value
+`output_activation(layers)` answers for a whole layer list, from these facts.
 """
 from __future__ import annotations
 
@@ -99,7 +111,26 @@ class Kind:
     inputs_range: ClassVar[tuple] = (1, 1)  # how many inputs it reads
     merges: ClassVar[bool] = False          # accepts `with:`
     refs: ClassVar[tuple] = ()              # arguments that name another layer (max_unpool's pool)
-    family: ClassVar[str] = "plain"         # the drawing's colour: conv, pool, dense, merge, shape or plain
+    family: ClassVar[str] = "plain"         # the drawing's colour: convolution, pool, fully_connected, merge, shape or plain
+
+    # ── what the other stages ask of a kind (see the module's docstring)
+    keeps_range: ClassVar[bool] = False     # output values lie within the input's: the range of what came before
+    needs_flat_input: ClassVar[bool] = False   # meant for a vector: on a map it acts per position (Keras's Dense)
+    rule_in_full: ClassVar[bool] = False    # the rule is a caveat (what is counted), shown whole under the table
+    keras_names: ClassVar[tuple] = ()       # keras.layers class names users write for this kind ('Conv2D')
+    aliases: ClassVar[tuple] = ()           # other words users write for it: PyTorch's ('linear'), everyday ones
+    activation_hint: ClassVar[str] = ""     # the hint when the kind's name is written as an `activation:` value
+
+    def output_activation(self) -> str | None:
+        """The activation function this layer applies last to its output ('relu', 'tanh',
+        'softmax', …); None when it applies none ('linear' is none). A composite answers for
+        the layers its output comes from."""
+        return None
+
+    def upsampling(self) -> tuple | None:
+        """(argument, factor) when this layer enlarges height and width alike by `factor` > 1,
+        set by that one argument (upsample's size, conv_transpose's stride); None otherwise."""
+        return None
 
     # ── what the drawing (views/draw) asks of a kind
     def label(self) -> str:
@@ -136,6 +167,30 @@ class Kind:
 
     def build(self, ins, ctx):
         raise NotImplementedError
+
+
+def output_activation(layers) -> str | None:
+    """The activation a layer list's output last went through ('tanh', 'softmax', …), looking
+    back through layers that keep their input's range (a reshape, a crop, a pool) and into
+    composites; None when it ends in a linear layer or a merge (logits).
+
+    >>> from . import REGISTRY
+    >>> dense, tanh, flatten = REGISTRY["dense"](units=4), REGISTRY["tanh"](), REGISTRY["flatten"]()
+    >>> output_activation([Layer(d, "l", (), None) for d in (dense, tanh, flatten)])
+    'tanh'
+    >>> output_activation([Layer(d, "l", (), None) for d in (tanh, dense)]) is None
+    True
+    """
+    for layer in reversed(layers):
+        activation = layer.args.output_activation()
+        if activation is not None or not layer.args.keeps_range:
+            return activation
+    return None
+
+
+def own_activation(activation) -> str | None:
+    """A kind's `activation` argument as `output_activation` gives it: None for none or linear."""
+    return None if activation in (None, "linear") else activation
 
 
 Activation = Literal[
@@ -237,7 +292,7 @@ def window(ins_shape, kernel, stride, padding, dilation, ctx, what="output"):
         if value < 1:
             raise Invalid(f"{what} {AXES[axis]} would be {rule.split('= ')[-1]}: the {shapes.effective_kernel(f, d)}-wide window "
                           f"does not fit in {n}{' + padding ' + str(p[0] + p[1]) if p[0] + p[1] else ''}",
-                          channels_first_hint(getattr(ctx, "image", None))
+                          channels_first_hint(ctx.image)
                           or "use a smaller kernel, add padding, or remove a downsampling layer before this one")
         values.append(value)
         rules.append(rule)

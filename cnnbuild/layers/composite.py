@@ -7,7 +7,7 @@ from typing import Literal, Optional, Union
 
 from ..errors import Invalid
 from ..fields import Branches, Fraction01, Layers, PositiveInt
-from .base import Activation, Kind, Layer, Out, part_name, register
+from .base import Activation, Kind, Layer, Out, output_activation, own_activation, part_name, register
 from .conv import Conv
 from .keras_parts import activation_layer
 
@@ -77,6 +77,9 @@ class Residual(Kind):
         """The body in the column, the shortcut beside it (its layers, or shortcut: auto's
         projection where the checker made one), joined by an add."""
         return view.skip(layer, self.body, self.shortcut if isinstance(self.shortcut, tuple) else None, self.activation)
+
+    def output_activation(self):
+        return own_activation(self.activation)   # else the sum's: linear
 
     def parts(self):
         parts = {"add"} if self.activation not in (None, "linear") else set()
@@ -189,6 +192,9 @@ class Repeat(Kind):
     def label(self):
         return f"repeat ×{self.times}"
 
+    def output_activation(self):
+        return output_activation(self.copies[-1]) if self.copies else None
+
     @staticmethod
     def copy_input(name: str, index: int) -> str:
         """The name `input` has inside copy `index` (from 0) of repeat `name`: the copy's input."""
@@ -233,6 +239,9 @@ class BlockUse(Kind):
 
     def used_block(self):
         return self.block
+
+    def output_activation(self):
+        return output_activation(self.layers)
 
     def label(self):
         """The block's name and the values it was used with, unless they make a long line."""

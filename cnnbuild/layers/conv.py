@@ -12,7 +12,8 @@ from typing import ClassVar, Literal, Optional, Union
 from . import shapes
 from ..errors import Invalid
 from ..fields import Padding, Pair, PositiveInt
-from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, part_name, register, window
+from .base import (Activation, Initializer, Kind, Out, PaddingMode, need_spatial, own_activation, part_name, register,
+                   window)
 from .core import BatchNorm, batchnorm_extra, batchnorm_of
 from .keras_parts import built_parts, explicit_pads, finish, keras_initializer, keras_padding, keras_with_activation
 from .labels import applied, size_text, stride_text
@@ -45,7 +46,10 @@ class Convolution(Kind):
                                      strides=self.stride, padding=padding, dilation_rate=self.dilation,
                                      use_bias=self.bias, **arguments)
 
-    family = "conv"
+    family = "convolution"
+
+    def output_activation(self):
+        return own_activation(self.activation)
 
     def _label(self, filters=None, extra="") -> str:
         """'conv 3×3/2, 64, dilation 2×2' and what the kind adds (`extra`: groups, multiplier)."""
@@ -109,6 +113,8 @@ class Conv(ConvBase):
     groups: PositiveInt = 1
     connections: Optional[tuple[tuple[int, ...], ...]] = None
     main = "filters"
+    keras_names = ("Conv2D", "Convolution2D")
+    aliases = ("convolution",)
 
     def label(self):
         return self._label(self.filters, f", groups {self.groups}" if self.groups != 1 else "")
@@ -173,6 +179,7 @@ class DepthwiseConv(ConvBase):
 
     multiplier: PositiveInt = 1
     main = "kernel"
+    keras_names = ("DepthwiseConv2D",)
     strided_dilation = True
 
     def label(self):
@@ -207,6 +214,7 @@ class SeparableConv(ConvBase):
     filters: PositiveInt
     multiplier: PositiveInt = 1
     main = "filters"
+    keras_names = ("SeparableConv2D",)
     strided_dilation = True
 
     def label(self):
@@ -248,6 +256,10 @@ class ConvTranspose(Convolution):
     kernel: Pair = (2, 2)
     padding: Literal["valid", "same"] = "valid"
     main = "filters"
+    keras_names = ("Conv2DTranspose",)
+
+    def upsampling(self):
+        return ("stride", self.stride[0]) if self.stride[0] == self.stride[1] > 1 else None
 
     def label(self):
         return self._label(self.filters)

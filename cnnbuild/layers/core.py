@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from . import shapes
 from ..errors import Invalid
 from ..fields import Fraction01, Padding, Pair, PositiveFloat, PositiveInt
-from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, register
+from .base import Activation, Initializer, Kind, Out, PaddingMode, need_spatial, own_activation, register
 from .keras_parts import activation_layer, built_parts, keras_initializer, keras_with_activation
 from .labels import applied
 
@@ -43,6 +43,9 @@ class BatchNorm(Kind):
       center, scale: learn beta and gamma.
     """
 
+    keras_names = ("BatchNormalization",)
+    aliases = ("batch_norm", "batchnorm2d")
+
     momentum: Fraction01 = 0.99
     epsilon: PositiveFloat = 0.001
     center: bool = True
@@ -71,13 +74,20 @@ class Dense(Kind):
       activation, bias, initializer, batchnorm: as for conv.
     """
 
+    aliases = ("linear",)   # PyTorch's nn.Linear
+    needs_flat_input = True
+
+    def output_activation(self):
+        return own_activation(self.activation)
+
+
     units: PositiveInt
     activation: Optional[Activation] = None
     bias: bool = True
     initializer: Initializer = "glorot_uniform"
     batchnorm: bool | BatchNorm = False
     main = "units"
-    family = "dense"
+    family = "fully_connected"
 
     def label(self):
         return f"dense {self.units}"
@@ -109,6 +119,8 @@ class Dense(Kind):
 class Flatten(Kind):
     """Flattens H × W × C into one vector of H·W·C (32×32×3 → 3072)."""
 
+    keeps_range = True
+
     family = "shape"
 
     def infer(self, ins, ctx):
@@ -128,6 +140,8 @@ class Dropout(Kind):
       rate: the fraction dropped, 0 ≤ rate < 1.
       spatial: drop whole feature maps (Keras's SpatialDropout2D).
     """
+
+    keeps_range = True   # at inference; while training survivors are scaled by 1/(1 − rate)
 
     rate: Fraction01
     spatial: bool = False
@@ -160,6 +174,14 @@ class ActivationLayer(Kind):
       alpha: the slope for leaky_relu (default 0.1, as in the seeds) or the scale for elu.
     """
 
+    @property
+    def keeps_range(self):
+        return self.function == "linear"
+
+    def output_activation(self):
+        return own_activation(self.function)
+
+
     function: Activation
     alpha: Optional[float] = None
     main = "function"
@@ -180,7 +202,7 @@ class ActivationLayer(Kind):
         return activation_layer(ctx, self.function, ctx.name, self.alpha)(ins[0])
 
 
-def _named_activation(function: str, alpha_default: float | None):
+def _named_activation(function: str, alpha_default: float | None, keras_names: tuple = ()):
     """A kind named after an activation function (`relu`, `leaky_relu: {alpha: 0.2}`)."""
     fields = [("alpha", Optional[float], alpha_default)] if alpha_default is not None else []
     cls = make_dataclass(f"Activation_{function}", fields, bases=(Kind,), frozen=True, kw_only=True)
@@ -188,7 +210,9 @@ def _named_activation(function: str, alpha_default: float | None):
         f"\n\n    Attributes:\n      alpha: {'negative slope' if function == 'leaky_relu' else 'scale'} (default {alpha_default})."
         if alpha_default is not None else "")
     cls.main = "alpha" if alpha_default is not None else None
+    cls.keras_names = keras_names
     cls.infer = lambda self, ins, ctx: Out(ins[0].shape)
+    cls.output_activation = lambda self: function
 
     def build(self, ins, ctx):
         return activation_layer(ctx, function, ctx.name, self.alpha if alpha_default is not None else None)(ins[0])
@@ -199,7 +223,7 @@ def _named_activation(function: str, alpha_default: float | None):
 for _function in ("relu", "relu6", "selu", "gelu", "swish", "silu", "sigmoid", "hard_sigmoid", "hard_swish",
                   "tanh", "softmax", "softplus", "softsign", "mish"):
     _named_activation(_function, None)
-_named_activation("leaky_relu", 0.1)   # the seeds' Leaky ReLU = max(0.1x, x)
+_named_activation("leaky_relu", 0.1, ("LeakyReLU",))   # the seeds' Leaky ReLU = max(0.1x, x)
 _named_activation("elu", 1.0)
 
 
@@ -212,9 +236,12 @@ class Maxout(Kind):
       pieces: units per max (default 2: max(w1ᵀx + b1, w2ᵀx + b2)).
     """
 
+    activation_hint = ("maxout is a layer kind of its own, not an activation: add `- maxout: 2` after this layer "
+                       "(the max of each 2 channels)")
+
     pieces: PositiveInt = 2
     main = "pieces"
-    family = "dense"
+    family = "fully_connected"
 
     def label(self):
         return f"maxout {self.pieces}"
@@ -355,6 +382,8 @@ class Pad(Kind):
       mode: zeros, reflect or symmetric.
     """
 
+    keras_names = ("ZeroPadding2D",)
+
     padding: Padding
     mode: PaddingMode = "zeros"
     main = "padding"
@@ -387,6 +416,9 @@ class Crop(Kind):
       cropping: an int, [ch, cw], or [[top, bottom], [left, right]].
     """
 
+    keeps_range = True
+    keras_names = ("Cropping2D",)
+
     cropping: Padding
     main = "cropping"
     family = "shape"
@@ -413,6 +445,13 @@ class Upsample(Kind):
       size: factor, an int or [h, w] (default 2).
       interpolation: nearest or bilinear.
     """
+
+    keeps_range = True
+    keras_names = ("UpSampling2D",)
+
+    def upsampling(self):
+        return ("size", self.size[0]) if self.size[0] == self.size[1] > 1 else None
+
 
     size: Pair = (2, 2)
     interpolation: Literal["nearest", "bilinear"] = "nearest"
@@ -441,6 +480,8 @@ class Reshape(Kind):
     Attributes:
       shape: the new shape, e.g. [7, 7, 64] or [1, 1, -1].
     """
+
+    keeps_range = True
 
     shape: tuple[int, ...]
     main = "shape"

@@ -25,6 +25,7 @@ class Concat(Kind):
     axis: int = -1
     inputs_range = (2, 64)
     merges = True
+    keras_names = ("Concatenate",)
     family = "merge"
 
     def infer(self, ins, ctx):

@@ -53,6 +53,10 @@ class MaxPool(Pool):
         padding would give −inf.
     """
 
+    keeps_range = True
+    keras_names = ("MaxPooling2D",)
+    aliases = ("maxpool2d", "maxpool", "pool")
+
     def __post_init__(self):
         if self.padding in ("valid", "same"):
             return
@@ -78,6 +82,10 @@ class AvgPool(Pool):
       padding: 'valid', 'same' (Keras: the mean of the values inside the image), or explicit
         sizes (zeros, counted in the mean).
     """
+
+    keeps_range = True
+    keras_names = ("AveragePooling2D",)
+    aliases = ("avgpool2d", "avgpool")
 
     def build(self, ins, ctx):
         x, padding = keras_padding(ins[0], ctx.shape(ins[0]), self.padding, "zeros", self.size, self.strides, (1, 1), ctx)
@@ -129,6 +137,9 @@ class GlobalAvgPool(GlobalPool):
       keepdims: keep the 1 × 1 × C shape.
     """
 
+    keeps_range = True
+    keras_names = ("GlobalAveragePooling2D",)
+
     def build(self, ins, ctx):
         return ctx.keras.layers.GlobalAveragePooling2D(keepdims=self.keepdims, name=ctx.name)(ins[0])
 
@@ -141,6 +152,9 @@ class GlobalMaxPool(GlobalPool):
     Attributes:
       keepdims: keep the 1 × 1 × C shape.
     """
+
+    keeps_range = True
+    keras_names = ("GlobalMaxPooling2D",)
 
     def build(self, ins, ctx):
         return ctx.keras.layers.GlobalMaxPooling2D(keepdims=self.keepdims, name=ctx.name)(ins[0])

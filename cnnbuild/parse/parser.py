@@ -32,20 +32,26 @@ MAX_LAYERS = 5_000         # after blocks and repeats are expanded; ResNet-152 h
 MAX_NESTING = 50           # layer lists inside composites and blocks; the zoo nests 3 deep (block → residual → body)
 COMMON_KEYS = ("name", "inputs", "with", "rounding", "trainable")
 
-# Keras class names a user may write as a kind.
-KERAS_KINDS = {
-    "conv2d": "conv", "convolution2d": "conv", "depthwiseconv2d": "depthwise_conv", "separableconv2d": "separable_conv",
-    "conv2dtranspose": "conv_transpose", "maxpooling2d": "max_pool", "maxpool2d": "max_pool", "maxpool": "max_pool",
-    "averagepooling2d": "avg_pool", "avgpool2d": "avg_pool", "avgpool": "avg_pool",
-    "globalaveragepooling2d": "global_avg_pool", "globalmaxpooling2d": "global_max_pool",
-    "batchnormalization": "batchnorm", "batch_norm": "batchnorm", "batchnorm2d": "batchnorm", "linear": "dense",
-    "zeropadding2d": "pad", "cropping2d": "crop", "upsampling2d": "upsample", "concatenate": "concat",
-    "leakyrelu": "leaky_relu", "convolution": "conv", "pool": "max_pool",
-}
-# Those of them that are keras.layers class names (the rest are PyTorch's or everyday words).
-KERAS_CLASSES = {"conv2d", "convolution2d", "depthwiseconv2d", "separableconv2d", "conv2dtranspose", "maxpooling2d",
-                 "averagepooling2d", "globalaveragepooling2d", "globalmaxpooling2d", "batchnormalization",
-                 "zeropadding2d", "cropping2d", "upsampling2d", "concatenate", "leakyrelu"}
+
+
+def other_names() -> dict:
+    """What users type for a kind, lower-cased → (the kind, whether it is a keras.layers class
+    name): each kind's `keras_names` and `aliases` (Keras's 'Conv2D', PyTorch's 'linear').
+    Raises ValueError when two kinds claim one word, or a word is a kind's own name.
+
+    >>> other_names()["conv2d"], other_names()["linear"]
+    (('conv', True), ('dense', False))
+    """
+    table = {}
+    for kind, cls in REGISTRY.items():
+        for word, keras in [(name, True) for name in cls.keras_names] + [(name, False) for name in cls.aliases]:
+            if word.lower() in table or word.lower() in REGISTRY:
+                raise ValueError(f"'{word}' names two layer kinds ({kind} and {table.get(word.lower(), (word,))[0]})")
+            table[word.lower()] = (kind, keras)
+    return table
+
+
+OTHER_NAMES = other_names()
 
 
 @dataclass(frozen=True)
@@ -517,7 +523,8 @@ class _Parser:
     def _kind_hint(self, kind):
         known = sorted(REGISTRY) + sorted(self.blocks)
         lowered = kind.lower()
-        if lowered in KERAS_KINDS:
-            whose = " ('{kind}' is Keras's name)" if lowered in KERAS_CLASSES else ""
-            return f"did you mean '{KERAS_KINDS[lowered]}'?{whose}".replace("{kind}", kind)
+        if lowered in OTHER_NAMES:
+            meant, keras = OTHER_NAMES[lowered]
+            whose = " ('{kind}' is Keras's name)" if keras else ""
+            return f"did you mean '{meant}'?{whose}".replace("{kind}", kind)
         return did_you_mean(kind, known)

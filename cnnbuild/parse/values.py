@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from ..errors import Invalid, Problem
 from ..fields import BranchList, LayerList, PaddingSpec, PairOf, Range
+from ..layers import REGISTRY
 from ..layers.base import Activation
 from .source import Node
 
@@ -41,9 +42,9 @@ OTHER_NAMES = {
     "msra": ("he_normal", "did you mean 'he_normal' or 'he_uniform'? (MSRA = He: Kaiming He's initialisation)"),
     "kaiming_normal": ("he_normal", "did you mean 'he_normal'? (Kaiming = He)"),
     "kaiming_uniform": ("he_uniform", "did you mean 'he_uniform'? (Kaiming = He)"),
-    "maxout": ("relu", "maxout is a layer kind of its own, not an activation: add `- maxout: 2` after this layer "
-                       "(the max of each 2 channels)"),
 }
+# a layer kind written as an activation (`activation: maxout`): its own hint (Kind.activation_hint)
+OTHER_NAMES.update({kind: ("relu", cls.activation_hint) for kind, cls in REGISTRY.items() if cls.activation_hint})
 
 
 MAX_UNKNOWN = 20   # unknown arguments reported one by one in a mapping; the rest are counted

@@ -81,7 +81,7 @@ class Objective:
 
 
 def make_objective(keras, spec, task, outputs, probabilities: bool) -> Objective:
-    """`probabilities`: the built model ends in softmax or sigmoid (build.ends_in_probabilities),
+    """`probabilities`: the built model ends in softmax or sigmoid (the check's Report.ends_in_probabilities),
     so with `from_logits: auto` the loss takes probabilities; otherwise logits."""
     from ..augment import needs_dense_labels
     from ..parse.sections import metric_names

@@ -18,14 +18,9 @@ from pathlib import Path
 from ...errors import Problem
 from .spec import BUILT_IN_CLASS_COUNTS, GanSpec
 from ...check.data import class_folders, data_problems
-from ...check.report import Report, format_table, infer
+from ...check.report import Report, format_table, infer, output_activation
 
 PIXEL_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}   # G's last activation → the range of its pixels
-# Kinds whose output values lie within their input's range, so G's range is that of the layer before.
-RANGE_KEEPING = ("reshape", "flatten", "crop", "dropout", "upsample", "max_pool", "avg_pool", "global_avg_pool",
-                 "global_max_pool")
-ACTIVATION_KINDS = ("relu", "relu6", "selu", "gelu", "swish", "silu", "sigmoid", "hard_sigmoid", "hard_swish", "tanh",
-                    "softmax", "softplus", "softsign", "mish", "leaky_relu", "elu")
 
 
 @dataclass
@@ -75,7 +70,7 @@ def infer_gan(spec: GanSpec) -> GanReport:
     report = GanReport(spec.name, generator, discriminator, image_shape=tuple(spec.image_shape), classes=spec.classes,
                        noise=spec.gan.noise, errors=generator.errors + discriminator.errors,
                        warnings=generator.warnings + discriminator.warnings)
-    activation = final_activation(spec.generator.layers)
+    activation = generator.output_activation
     report.pixel_range = PIXEL_RANGES.get(activation)
     last = spec.generator.layers[-1]
     if report.pixel_range is None:
@@ -89,27 +84,6 @@ def infer_gan(spec: GanSpec) -> GanReport:
         report.errors += _score_problems(spec, discriminator.output)
     report.errors += _data_problems(spec)
     return report
-
-
-def final_activation(layers) -> str | None:
-    """The activation a layer list's output last went through ('tanh', 'sigmoid', …), looking
-    through layers that keep values in range (a reshape, a crop) and into block uses and
-    repeats; None when it ends in a linear layer or a merge."""
-    for layer in reversed(layers):
-        args = layer.args
-        if layer.kind in ACTIVATION_KINDS:
-            return layer.kind
-        if layer.kind == "activation":
-            return args.function
-        own = getattr(args, "activation", None)
-        if isinstance(own, str) and own != "linear":
-            return own
-        if layer.kind == "repeat" or args.used_block() is not None:
-            children = args.children()
-            return final_activation(children[-1][1]) if children and children[-1][1] else None
-        if layer.kind not in RANGE_KEEPING:
-            return None
-    return None
 
 
 def _size(shape) -> str:
@@ -126,10 +100,10 @@ def _shape_mismatch(spec: GanSpec, made) -> Problem:
         upsampler = _last_upsampler(spec.generator.layers)
         ratio = [m / i for m, i in zip(made[:2], image[:2])]
         if upsampler is not None and ratio[0] == ratio[1] and ratio[0] != 1:
-            layer, factor = upsampler
+            layer, (argument, factor) = upsampler
             wanted = factor / ratio[0]
             if wanted >= 1 and float(wanted).is_integer():
-                hints.append(f"give {layer.kind} '{layer.name}' {'size' if layer.kind == 'upsample' else 'stride'} "
+                hints.append(f"give {layer.kind} '{layer.name}' {argument} "
                              f"{int(wanted)} instead of {factor}")
             elif ratio[0] < 1:
                 hints.append("upsample once more in the generator (e.g. `- upsample: 2`, or a conv_transpose with stride 2)")
@@ -142,19 +116,18 @@ def _shape_mismatch(spec: GanSpec, made) -> Problem:
 
 
 def _last_upsampler(layers):
-    """(layer, factor) of the generator's last top-level conv_transpose or upsample that enlarges, or None."""
+    """(layer, (argument, factor)) of the generator's last top-level layer that enlarges (a
+    conv_transpose's stride, an upsample's size: Kind.upsampling), or None."""
     for layer in reversed(layers):
-        if layer.kind == "conv_transpose" and layer.args.stride[0] == layer.args.stride[1] and layer.args.stride[0] > 1:
-            return layer, layer.args.stride[0]
-        if layer.kind == "upsample" and layer.args.size[0] == layer.args.size[1] and layer.args.size[0] > 1:
-            return layer, layer.args.size[0]
+        if layer.args.upsampling() is not None:
+            return layer, layer.args.upsampling()
     return None
 
 
 def _score_problems(spec: GanSpec, output) -> list:
     """D must give one score per image: output (1,), a logit or (after a sigmoid) a probability."""
     last = spec.discriminator.layers[-1]
-    activation = final_activation(spec.discriminator.layers)
+    activation = output_activation(spec.discriminator)
     if tuple(output) != (1,):
         hint = "end it with `- dense: 1` (a logit; `dense: {units: 1, activation: sigmoid}` for a probability)"
         if len(output) == 3:

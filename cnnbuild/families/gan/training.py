@@ -81,14 +81,13 @@ class Training:
 
     def build(self, keras, tf, plan, loaded, steps_per_epoch, policy):
         from ...augment import make_augment
-        from ...assemble import ends_in_probabilities
         from ...train.objective import make_optimizer
         from ...train.session import Parts
         from .models import build_gan
         gan_spec, gan, section = self.gan_spec, self.gan, self.gan_spec.train
         generator, discriminator = build_gan(gan_spec)
         low, high = self.report.pixel_range         # the check refuses a generator without one
-        self.probability = ends_in_probabilities(discriminator)
+        self.probability = self.report.discriminator.ends_in_probabilities
         optimizers = [make_optimizer(keras, dataclasses.replace(section, optimizer=chosen), chosen.base_learning_rate)
                       for chosen in (gan.generator_optimizer, gan.discriminator_optimizer)]
         self.grid = SampleGrid(tf, gan_spec, loaded.classes, low, high)

@@ -10,9 +10,9 @@ ARROW = 6            # arrowhead length, in pixels
 
 # Fill and stroke by kind family (Kind.family).
 STYLES = {
-    "conv": ("#dbeafe", "#2563eb"),
+    "convolution": ("#dbeafe", "#2563eb"),
     "pool": ("#dcfce7", "#16a34a"),
-    "dense": ("#ffedd5", "#ea580c"),
+    "fully_connected": ("#ffedd5", "#ea580c"),
     "merge": ("#f3e8ff", "#9333ea"),
     "plain": ("#f1f5f9", "#64748b"),
     "shape": ("#fef9c3", "#ca8a04"),
