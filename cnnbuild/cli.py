@@ -150,7 +150,7 @@ def check(p, args):
     if isinstance(spec, GanSpec):   # both networks, then the pair (check/gan.py)
         return _check_gan(spec, args)
     report = infer(spec)
-    from .check.data import data_problems
+    from .sources import data_problems
     data_errors = data_problems(spec.data, report.output, files_only=True) if report.valid else []
     if args.json:
         import json
@@ -259,7 +259,7 @@ def train(p, args):
     from .check.data import precheck_spec
     from .parse import resolve_spec, with_budget
     from .parse.overrides import given, settings
-    from .train.data import DataError
+    from .sources import DataError
     from .train.run import TrainingError, train as train_run
     overrides = []
     if args.data is not None:
@@ -303,11 +303,11 @@ def data(p, args):
         bench.add_argument("--batches", type=_positive_int, default=50, help="batches to time (default 50)")
         bench.add_argument("--data", help="override data.source")
         return
-    from .train.data import DataError
+    from .sources import DataError
     try:
         if args.action == "pack":
             _quiet_tensorflow(args)
-            from .train.pack import pack
+            from .sources import pack
             index = pack(args.source, args.out, args.shards, args.size, data_dir=args.data_dir, split=args.split)
             print(f"{args.out}: {index['count']:,} images, {len(index['classes'])} classes, "
                   f"{len(index['shards'])} shard{'s' if len(index['shards']) != 1 else ''}"
@@ -449,7 +449,7 @@ def evaluate(p, args):
     from . import runfolder
     from .serve.evaluate import PNG, draw_confusion, evaluate_run, format_result
     from .serve.sample import is_gan_run
-    from .train.data import DataError
+    from .sources import DataError
     if is_gan_run(args.run_dir) or args.classifier:
         return _evaluate_gan(args)
     try:

@@ -61,7 +61,7 @@ def train_gan(gan_spec, out=None, stdout=None) -> dict:
         raise UsageError(f"train.strategy {section.strategy}: a GAN trains on one device for now (the default "
                          "strategy)\n  hint: remove train.strategy, or set it to default")
     data_spec = data_spec_of(gan_spec)
-    from ..check.data import precheck
+    from ..sources import precheck
     labels = (label_count(gan_spec),)
     precheck(data_spec.data, labels)        # a missing path, an empty class folder: before TensorFlow
     folder = Path(out) if out else Path("runs") / gan_spec.name
@@ -106,19 +106,16 @@ def label_count(gan_spec) -> int:
     labels are not used), known for the built-in sources, data.classes and class folders."""
     if gan_spec.gan.conditional:
         return gan_spec.classes
-    from ..check.data import BUILT_IN_CLASSES, class_folders
+    from ..sources import labels_from_folders, static_classes
     data = gan_spec.data
-    if data.classes is not None:
-        return len(data.classes)
-    if data.kind in BUILT_IN_CLASSES:
-        return len(BUILT_IN_CLASSES[data.kind])
-    if data.kind == "directory" and Path(data.location).is_dir():
-        folders = len(class_folders(data.location))
-        if folders == 1:    # the directory reader knows classes, and one class is no classification
-            raise UsageError(f"{data.location}: an unconditional GAN reads a directory of class folders, and this "
-                             "one has a single folder\n  hint: split its images over two or more folders (any "
-                             "names: the labels are read but not used)")
-        return folders
+    names = static_classes(data)
+    if names is not None and len(names) == 1 and data.classes is None and labels_from_folders(data):
+        # the directory reader knows classes, and one class is no classification
+        raise UsageError(f"{data.location}: an unconditional GAN reads a directory of class folders, and this "
+                         "one has a single folder\n  hint: split its images over two or more folders (any "
+                         "names: the labels are read but not used)")
+    if names is not None:
+        return len(names)
     raise UsageError(f"an unconditional GAN on a {data.kind} source needs its class names to read it\n"
                      "  hint: give data.classes: [names] (the labels are read but not used)")
 

@@ -5,7 +5,7 @@
    1. choose the tf.distribute strategy (strategy.py) — before any other TensorFlow op, as
       splitting the CPU into logical devices and multi-worker collectives require;
    2. seeds and precision;
-   3. read and check the data (data.py, sources.py);
+   3. read and check the data (data.py, its readers in sources/);
    4. build the model from the spec under the strategy's scope;
    5. the objective: loss and metrics, read from the model's output layer (objective.py);
    6. the tf.data pipeline with augmentation (pipeline.py);
@@ -56,7 +56,7 @@ def train(spec, out=None, overrides=(), stdout=None):
     report = infer(spec)
     if not report.valid:
         raise SpecError(report.errors)
-    from ..check.data import precheck
+    from ..sources import precheck
     precheck(spec.data, report.output)   # a missing path, an empty class folder, a class count: before TensorFlow
     folder = Path(out) if out else Path("runs") / spec.name
     from .strategy import writes_run_folder
