@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import tfrecord
 from .common import (IMAGE_SUFFIXES, PACK_INDEX, Against, DataError, Packing, Part, Reading, SourceKind,
                      class_count_problem, class_folders, empty_class_folder, image_files, resolved, written_or_path)
-from . import tfrecord
 from .images import decode_image, image_header, png_bytes
 
 
@@ -55,7 +55,7 @@ def problems(source, against: Against) -> list:
     return [] if against.skip else [empty_class_folder(folder) for folder in folders if not image_files(folder)]
 
 
-def path_column(paths) -> np.ndarray:
+def path_column(paths):
     """File names as bytes (1 byte a character; numpy's str takes 4): 1.28 M ImageNet paths
     are ~100 MB, the one part of a directory source that stays in memory."""
     import numpy as np
