@@ -161,7 +161,7 @@ def train(args):
 
 def data_pack(args):
     from .tfstart import start_tensorflow
-    from .train.pack import pack
+    from .sources import pack
     start_tensorflow()
     return pack(args.source, args.out, args.shards, args.size, data_dir=args.data_dir, split=args.split)
 

@@ -11,7 +11,7 @@ import tensorflow as tf   # plainly: a broken install must fail these tests, not
 from cnnbuild import SpecError, parse_spec
 from cnnbuild.augment import AUGMENTATIONS, Augmentation, augmentation, make_augment
 from cnnbuild.parse.sections import parse_augment
-from cnnbuild.train.images import generate_shapes
+from cnnbuild.sources.shapes import generate_shapes
 
 # one example of each kind, as a user writes it; a kind not listed runs with its defaults
 # (`- kind`), so a new augmentation is covered by the registry tests below without a change here

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from cnnbuild import infer, parse_spec
-from cnnbuild.train.data import DataError, load_data
-from cnnbuild.train.images import generate_shapes
+from cnnbuild.sources import DataError
+from cnnbuild.train.data import load_data
+from cnnbuild.sources.shapes import generate_shapes
 from cnnbuild.train.pipeline import Pipeline
 
 CLASSIFIER = """\
@@ -332,11 +333,3 @@ def test_source_paths_choose_their_kind():
     assert spec_of("'data/*.tfrec'").data.kind == "tfrecord"
     assert spec_of("'tfds:mnist'").data.location == "mnist"
     assert spec_of("flowers").data.kind == "directory"
-
-
-def test_every_source_kind_the_spec_accepts_has_one_reader():
-    from cnnbuild.parse.sections import SOURCE_KINDS
-    from cnnbuild.train.sources import SOURCES, source
-    assert sorted(SOURCES) == sorted(SOURCE_KINDS)
-    with pytest.raises(ValueError, match="data source 'digits' is registered twice"):
-        source("digits")(lambda data, reading, seed: None)

@@ -93,10 +93,12 @@ def test_no_import_cycles():
 
 def test_stages_import_no_later_stage():
     """YAML → Spec → Report → Keras model → run folder → export: a stage may use the ones
-    before it, never one after it. The layer kinds come first: the spec parser reads their
-    arguments, the check and the builder call their rules, and they know no stage. The
+    before it, never one after it. The layer kinds and the data sources come first: the spec
+    parser reads their arguments and rules, the check and the builder call them, and they
+    know no stage. The
     drawing and the schema are views of a spec and its report."""
-    order = {"layers": 0, "parse": 1, "check": 2, "assemble": 3, "views": 3, "train": 4, "serve": 5, "families": 6}
+    order = {"layers": 0, "sources": 0, "parse": 1, "check": 2, "assemble": 3, "views": 3, "train": 4, "serve": 5,
+             "families": 6}
     wrong = []
     for module, targets in graph().items():
         stage = module.split(".")[1] if module.count(".") else ""

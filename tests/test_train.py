@@ -692,7 +692,7 @@ def test_sigkill_at_any_moment_loses_no_epoch_and_trains_none_twice(tmp_path, ca
 def test_unet_learns_shapes_masks_well_above_chance(tmp_path, capsys):
     import keras
 
-    from cnnbuild.train.images import generate_shapes
+    from cnnbuild.sources.shapes import generate_shapes
     from cnnbuild.preprocess import preprocess
     out = tmp_path / "unet"
     status, _, err = train_cli(capsys, ROOT / "specs" / "unet.yaml", "--out", out, "--data", "shapes",

@@ -56,7 +56,7 @@ def for_verb(verb: str, folder) -> Family:
 def checked_for_training(spec) -> tuple:
     """(family, its check of `spec`) with the data's files looked at, as training needs them;
     the errors raised: the spec's as SpecError, the data's as DataError. No TensorFlow."""
-    from ..check.data import DataError
+    from ..sources import DataError
     from ..errors import Problem, SpecError
     family = of_spec(spec)
     checked = family.check(spec, files_only=False)

@@ -48,7 +48,7 @@ def parse(root, resolved=None, problems=()):
 
 def check(spec, files_only: bool = True) -> Checked:
     from ..check import infer
-    from ..check.data import data_problems
+    from ..sources import data_problems
     report = infer(spec)
     return Checked(report, data_problems(spec.data, report.output, files_only=files_only) if report.valid else [])
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..errors import Invalid, Problem, UsageError, Where
 from ..layers import REGISTRY
-from .sections import expand_shorthand, source_kind
+from ..sources import SOURCES, source_kind
+from .sections import expand_shorthand
 from .source import Node, parse_text
 
 
@@ -136,7 +137,7 @@ def _names_a_file(at: tuple, value: str) -> bool:
             kind, location = source_kind(value)
         except Invalid:
             return False                    # a misspelt kind: the parser reports it
-        return location is not None and kind != "tfds"
+        return location is not None and SOURCES[kind].takes_path
     return len(key) == 1 and key[0] in SOURCE_FILE_KEYS
 
 
@@ -144,6 +145,6 @@ def _absolute(value: str, file: str) -> str:
     value = os.path.expanduser(value)
     if os.path.isabs(value):
         return value
-    origin = Path(file)
-    folder = origin.resolve().parent if origin.is_file() else Path.cwd()
+    written_in_a_spec = file and not file.startswith(("<", "-"))   # not `<spec>` text, nor `--data` / `--set`
+    folder = Path(file).resolve().parent if written_in_a_spec else Path.cwd()
     return os.path.normpath(os.path.join(folder, value))   # not resolve(): a tfrecord glob stays a glob

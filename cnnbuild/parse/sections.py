@@ -7,24 +7,21 @@ AUGMENTATIONS; this module parses the `augment:` list against that registry. `pa
 is what the spec parser calls; it also runs the checks that need the spec's input size (a
 crop larger than the padded input, a cutout larger than the image), so `cnnbuild check`
 reports them like any layer error. The training stage (train/ and augment.py) reads
-these dataclasses and never looks at YAML.
+these dataclasses and never looks at YAML. What each kind of data source accepts is asked of
+its module in sources/ (the registry); the parser never looks at the disk.
 """
 from __future__ import annotations
 
-import difflib
-import math
-import os
 from dataclasses import dataclass
 from typing import Annotated, Literal, Optional, Union
 
 from ..augment import AUGMENTATIONS, OpenUnitFloat
 from ..errors import Invalid, Problem
 from ..fields import NonNegativeInt, PositiveFloat, PositiveInt, Range
+from ..sources import location_of, section_error, section_limits, source_kind
 from .values import did_you_mean, parse_fields
 from .source import Node
 
-SOURCE_KINDS = ("digits", "shapes", "directory", "npz", "tfrecord", "tfds")
-TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
 NonNegativeFloat = Annotated[float, Range(0)]
 
 
@@ -66,52 +63,19 @@ class Source:
     mask_feature: str = "mask"
 
     def __post_init__(self):
-        kind = self.kind
-        if kind in ("directory", "npz", "tfrecord") and self.location is None:
-            raise Invalid(f"data source '{kind}' needs a path",
-                          f"add 'path: …', or write the path as the source, e.g. source: "
-                          f"{ {'directory': 'data/flowers', 'npz': 'data/train.npz', 'tfrecord': 'data/train.tfrecord'}[kind]}")
-        if self.path is not None and kind not in ("directory", "npz", "tfrecord"):
-            raise Invalid(f"'path' is for directory, npz and tfrecord sources, not {kind}",
-                          "remove 'path', or set source: directory / npz / tfrecord")
-        if kind == "tfds" and not self.location:
-            raise Invalid("data source 'tfds' needs a dataset name", "add 'name: mnist', or write source: tfds:mnist")
+        error = section_error(self)      # the kind's own rules (sources/)
+        if error is not None:
+            raise error
 
     @property
     def kind(self) -> str:
-        """One of SOURCE_KINDS, from `source`."""
+        """A name in sources.SOURCES, from `source`."""
         return source_kind(self.source)[0]
 
     @property
     def location(self) -> Optional[str]:
         """The path (or tfds name) it reads: from `source`, else `path` (`name` for tfds)."""
-        kind, location = source_kind(self.source)
-        if location is None and kind in ("directory", "npz", "tfrecord"):
-            return self.path
-        if kind == "tfds":
-            return location or self.name
-        return location
-
-
-def source_kind(source: str) -> tuple[str, Optional[str]]:
-    """'digits' → (digits, None); 'runs/x.npz' → (npz, path); 'tfds:mnist' → (tfds, mnist)."""
-    if source in SOURCE_KINDS:
-        return source, None
-    if source.startswith("tfds:"):
-        return "tfds", source[len("tfds:"):] or None
-    lowered = source.lower()
-    if lowered.endswith(".npz"):
-        return "npz", source
-    if lowered.endswith(TFRECORD_SUFFIXES) or any(f"{s}*" in lowered or f"*{s}" in lowered for s in TFRECORD_SUFFIXES):
-        return "tfrecord", source
-    # a bare word close to a kind is a misspelling, unless a folder of that name exists
-    # (`--data shapes_png` reads the folder shapes_png/)
-    if "/" not in source and "\\" not in source and "." not in source and not os.path.isdir(source):
-        close = difflib.get_close_matches(source, SOURCE_KINDS, n=1, cutoff=0.75)
-        if close:
-            raise Invalid(f"unknown data source '{source}'",
-                          f"did you mean '{close[0]}'? (a folder named like that: write ./{source})")
-    return "directory", source
+        return location_of(self)
 
 
 @dataclass(frozen=True)
@@ -437,19 +401,15 @@ def metric_names(train: Train, task: str) -> tuple:
 
 
 MAX_DEVICES = 64                 # mirrored replicas: a machine holds at most 16 GPUs; more CPU slices only slow it down
-MAX_GENERATED_BYTES = 2 << 30    # the `shapes` source's images, generated in memory
 
 
 def parse_sections(top: dict, input_shape, problems: list[Problem]):
     """The spec parser's entry: (Data, augmentations, Train) from the top-level mapping,
     each problem appended with its place. Defaults when a section is absent."""
     data = parse_data(top.get("data"), problems)
-    generated = data.samples * math.prod(input_shape) * 4   # float32 images the `shapes` source holds in memory
-    if data.kind == "shapes" and generated > MAX_GENERATED_BYTES:
-        at = top["data"].value.get("samples", top["data"]) if top["data"].is_map else top["data"]
-        problems.append(Problem(at.where, f"data.samples {data.samples:,} of {'×'.join(map(str, input_shape))} images "
-                                f"take {generated / 2**30:.1f} GiB, over the {MAX_GENERATED_BYTES >> 30} GiB budget for generated data",
-                                f"use samples: {MAX_GENERATED_BYTES // (math.prod(input_shape) * 4)} or fewer"))
+    for key, message, hint in section_limits(data, input_shape):   # e.g. generated images over their budget
+        at = top["data"].value.get(key, top["data"]) if top["data"].is_map else top["data"]
+        problems.append(Problem(at.where, message, hint))
     augment = parse_augment(top.get("augment"), input_shape, problems)
     train = parse_train(top.get("train"), problems)
     stopping = train.early_stopping

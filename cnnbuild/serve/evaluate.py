@@ -119,7 +119,7 @@ def _classes(run, loaded, data) -> list:
         raise UsageError(f"{loaded.source} has {len(loaded.classes)} classes ({', '.join(map(str, loaded.classes[:12]))}"
                          f"{', …' if len(loaded.classes) > 12 else ''}) but the model was trained on {len(run.classes)}"
                          f" ({', '.join(run.classes[:12])}{', …' if len(run.classes) > 12 else ''})")
-    if data and loaded.source.startswith("directory") and list(map(str, loaded.classes)) != run.classes:
+    if data and loaded.class_folders and list(map(str, loaded.classes)) != run.classes:
         raise UsageError(f"{loaded.source}: class folders {list(loaded.classes)} are not the run's classes {run.classes} "
                          "(same names, same order); rename the folders")
     return run.classes

@@ -162,12 +162,12 @@ def resolve_export(path, stack: ExitStack) -> Path:
 
 def read_image(path, channels: int | None = None, training_channels: int | None = None, unlike=None):
     """A png / jpg / bmp / gif file → uint8 [height, width, channels], decoded by training's own
-    decoder (`train.images.decode_image`: a GIF's first frame, 16-bit PNGs scaled to 8 bits).
+    decoder (`sources.images.decode_image`: a GIF's first frame, 16-bit PNGs scaled to 8 bits).
 
     `channels` None keeps the file's channels (the export converts them, as training did);
     a number converts here, for exports that take fixed channels (TFLite), with training's
     formulas rounded to whole pixel values. Raises ImageError naming the file."""
-    from ..train.images import decode_image, unreadable_image
+    from ..sources.images import decode_image, unreadable_image
     from ..preprocess import channels_fit
     path = Path(path)
     if not path.exists():

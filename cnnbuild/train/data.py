@@ -1,15 +1,15 @@
 """Data sources → the splits a run trains and validates on.
 
-    load_data(spec, output_shape) → Loaded     read and check every source (sources.py names
-                                              bad files), split off validation data
+    load_data(spec, output_shape) → Loaded     read and check every source (its reader in
+                                              sources/ names bad files), split off validation data
     Pipeline(loaded, spec, …)  (pipeline.py)  tf.data: shuffle (file names, encoded records) →
                                               decode → preprocess → (cache → shuffle) → batch
                                               → augment (AUTOTUNE) → prefetch
     bench_input(spec)                         the pipeline alone, timed (`cnnbuild data bench`)
 
 Bad data is found before training starts where that needs no decoding: a missing path or
-an empty class folder before TensorFlow loads (check/data.py), an unreadable file or one
-whose channels do not fit from its header (sources.py), each named; with `on_bad: skip` left
+an empty class folder before TensorFlow loads (sources.data_problems), an unreadable file or
+one whose channels do not fit from its header (the source's reader), each named; with `on_bad: skip` left
 out and counted. Damaged pixel data behind a good header is skipped and counted while
 training (pipeline.py), never a crash.
 """
@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import Problem, SpecError
-from .sources import SOURCES, DataError, Part, Reading
+from ..sources import SOURCES, DataError, Part, Reading, labels_from_folders
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Loaded:
     label_shape: tuple        # (H, W) of the masks for segmentation, () otherwise
     source: str
     skipped: list = field(default_factory=list)   # (file, reason) pairs left out with on_bad: skip
+    class_folders: bool = False                   # the classes are the names of class folders
 
     def describe(self) -> str:
         val = f" / {self.validation.count:,} validation" if self.validation else ", no validation"
@@ -67,12 +68,12 @@ def load_data(spec, output_shape) -> Loaded:
     outputs = output_shape[-1]
     label_shape = tuple(output_shape[:2]) if task == "segmentation" else ()
     reading = Reading(task, outputs, label_shape, spec.input, skip=data.on_bad == "skip")
-    train = SOURCES[data.kind](data, reading, spec.train.seed)
+    train = SOURCES[data.kind].read(data, reading, spec.train.seed)
     classes = train.classes
     validation = None
     if data.validation is not None:
-        validation = SOURCES[data.validation.kind](data.validation, reading, spec.train.seed + 1)
-        if data.classes is None and data.validation.kind == "directory" and validation.classes != classes:
+        validation = SOURCES[data.validation.kind].read(data.validation, reading, spec.train.seed + 1)
+        if data.classes is None and labels_from_folders(data.validation) and validation.classes != classes:
             raise DataError(f"{data.validation.location}: validation classes {validation.classes} differ from the "
                             f"training classes {classes}")
     elif data.holdout > 0:
@@ -88,7 +89,8 @@ def load_data(spec, output_shape) -> Loaded:
         if len(data.classes) != len(classes):
             raise DataError(f"data.classes lists {len(data.classes)} names, but there are {len(classes)} classes")
         classes = list(data.classes)
-    return Loaded(train, validation, classes, task, outputs, label_shape, _name(data), reading.skipped)
+    return Loaded(train, validation, classes, task, outputs, label_shape, _name(data), reading.skipped,
+                  labels_from_folders(data))
 
 
 def _name(source) -> str:
@@ -103,7 +105,7 @@ def bench_input(spec, batches=50, out=None) -> dict:
 
     from ..augment import make_augment
     from ..check import infer
-    from ..check.data import precheck
+    from ..sources import precheck
     from .pipeline import Pipeline
     report = infer(spec)
     if not report.valid:

@@ -11,14 +11,13 @@ to change, with the numbers and a fix.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import Problem
-from .spec import BUILT_IN_CLASS_COUNTS, GanSpec
-from ...check.data import class_folders, data_problems
+from ...sources import classes_origin, data_problems
 from ...check.report import Report, format_table, infer, output_activation
+from .spec import GanSpec
 
 PIXEL_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}   # G's last activation → the range of its pixels
 
@@ -142,17 +141,7 @@ def _score_problems(spec: GanSpec, output) -> list:
 
 def data_classes(data, folder: str):
     """(how many classes the data has, what says so), when it is known without reading images; None otherwise."""
-    if data.classes is not None:
-        return len(data.classes), f"data.classes lists {len(data.classes)}"
-    if data.kind in BUILT_IN_CLASS_COUNTS:
-        return BUILT_IN_CLASS_COUNTS[data.kind], f"the {data.kind} data has {BUILT_IN_CLASS_COUNTS[data.kind]}"
-    if data.kind == "directory":
-        path = Path(folder, os.path.expanduser(data.location))
-        if path.is_dir():
-            names = [p.name for p in class_folders(path)]
-            listed = ", ".join(names[:6]) + (", …" if len(names) > 6 else "")
-            return len(names), f"the data folder {path} has {len(names)} class folders ({listed})"
-    return None
+    return classes_origin(data, folder)
 
 
 def _data_problems(spec: GanSpec) -> list:
@@ -160,18 +149,11 @@ def _data_problems(spec: GanSpec) -> list:
     at = spec.place("data")
     problems = []
     folder = str(Path(spec.file).resolve().parent) if not spec.file.startswith("<") else str(Path.cwd())
-    if spec.data.kind == "directory":
-        path = Path(folder, os.path.expanduser(spec.data.location))
-        if not path.is_dir():
-            problems.append(Problem(at, f"data folder {path}: {'no such folder' if not path.exists() else 'is not a folder'}",
-                                    "fix data.path (relative paths are read from the spec's folder)"))
-        elif not class_folders(path):
-            problems.append(Problem(at, f"data folder {path} has no class sub-folders",
-                                    f"put each class's images in its own folder: {path}/cat/1.png, {path}/dog/1.png"))
-    else:
-        for text in data_problems(spec.data, (1,), files_only=True):   # npz and tfrecord files: are they there?
-            message, _, hint = text.partition("\n  hint: ")
-            problems.append(Problem(at, f"data: {message}", hint or "fix the data section's path"))
+    # the labels are not the discriminator's outputs (None): the class count is checked below
+    for text in data_problems(spec.data, None, files_only=True, folder=folder):
+        message, _, hint = text.partition("\n  hint: ")
+        problems.append(Problem(at, f"data: {message}", hint or "fix data.path (relative paths are read from the "
+                                                                "spec's folder)"))
     if spec.gan.conditional and spec.gan.classes is not None and not problems:
         known = data_classes(spec.data, folder)
         if known is not None and known[0] != spec.classes:

@@ -116,7 +116,6 @@ NOT_FOR_GAN = {
     "metrics": "remove it: a GAN run logs D loss, G loss, D(x) and D(G(z)) each epoch",
     "early_stopping": "remove it: GAN losses do not say when samples are good; look at the run's samples/ instead",
 }
-BUILT_IN_CLASS_COUNTS = {"digits": 10, "shapes": 3}   # scikit-learn's digits 0-9; circle, square, triangle
 
 
 def gan_from_node(root: Node, resolved: dict | None = None, problems=()) -> GanSpec:
@@ -306,35 +305,25 @@ def _parse_network(role: str, network: Node, input_shape: tuple, shared: Optiona
 
 
 def _classes(gan: Gan, data: Data, root: Node, places: dict, problems: list) -> int:
-    """K, the number of labels: gan.classes, else the data's class count when it is known
-    without reading the data (the built-in sources; `data.classes`; a directory's class
-    folders, listed). 0 when unconditional."""
+    """K, the number of labels: gan.classes, else the data's class count when its source knows
+    it without reading the data (sources.static_classes: the built-in sources, `data.classes`,
+    a directory's class folders, …). 0 when unconditional."""
     if not gan.conditional:
         return 0
     if gan.classes is not None:
         return gan.classes
-    if data.classes is not None:
-        return len(data.classes)
-    if data.kind in BUILT_IN_CLASS_COUNTS:
-        return BUILT_IN_CLASS_COUNTS[data.kind]
+    from ...sources import labels_from_folders, static_classes
     where = places.get("gan.conditional", root.where)
-    if data.kind == "directory":
-        folder = Path(data.location).expanduser()
-        if not folder.is_absolute():
-            folder = Path(_folder(root.where.file), folder)
-        try:
-            with os.scandir(folder) as entries:
-                count = sum(1 for e in entries if e.is_dir() and not e.name.startswith("."))
-        except OSError as e:
-            problems.append(Problem(where, f"a conditional GAN needs the number of classes, and the data folder "
-                                    f"{folder} cannot be listed ({e.strerror})",
-                                    "give it: gan: {classes: K}, or fix data.path"))
-            return 1
-        if count:
-            return count
-        problems.append(Problem(where, f"a conditional GAN needs the number of classes, and the data folder {folder} "
-                                "has no class sub-folders", "put each class's images in a folder of its own, or give "
-                                "gan: {classes: K}"))
+    folder = _folder(root.where.file)
+    names = static_classes(data, folder)
+    if names:
+        return len(names)
+    if labels_from_folders(data):
+        location = Path(folder, Path(data.location).expanduser())
+        problems.append(Problem(where, f"a conditional GAN needs the number of classes, and the data folder {location} "
+                                + ("has no class sub-folders" if names is not None else "cannot be listed"),
+                                "put each class's images in a folder of its own, or give gan: {classes: K}"
+                                if names is not None else "give it: gan: {classes: K}, or fix data.path"))
         return 1
     problems.append(Problem(where, f"a conditional GAN needs the number of classes, which a {data.kind} source does "
                             "not say before it is read", "give it: gan: {classes: K} (or data.classes: [names])"))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -185,19 +184,16 @@ def label_count(gan_spec) -> int:
     labels are not used), known for the built-in sources, data.classes and class folders."""
     if gan_spec.gan.conditional:
         return gan_spec.classes
-    from ...check.data import BUILT_IN_CLASSES, class_folders
+    from ...sources import labels_from_folders, static_classes
     data = gan_spec.data
-    if data.classes is not None:
-        return len(data.classes)
-    if data.kind in BUILT_IN_CLASSES:
-        return len(BUILT_IN_CLASSES[data.kind])
-    if data.kind == "directory" and Path(data.location).is_dir():
-        folders = len(class_folders(data.location))
-        if folders == 1:    # the directory reader knows classes, and one class is no classification
-            raise UsageError(f"{data.location}: an unconditional GAN reads a directory of class folders, and this "
-                             "one has a single folder\n  hint: split its images over two or more folders (any "
-                             "names: the labels are read but not used)")
-        return folders
+    names = static_classes(data)
+    if names is not None and len(names) == 1 and data.classes is None and labels_from_folders(data):
+        # the directory reader knows classes, and one class is no classification
+        raise UsageError(f"{data.location}: an unconditional GAN reads a directory of class folders, and this "
+                         "one has a single folder\n  hint: split its images over two or more folders (any "
+                         "names: the labels are read but not used)")
+    if names is not None:
+        return len(names)
     raise UsageError(f"an unconditional GAN on a {data.kind} source needs its class names to read it\n"
                      "  hint: give data.classes: [names] (the labels are read but not used)")
 

@@ -1,18 +1,16 @@
-"""Images as TensorFlow reads them: decoding files and records, the wording of a decode
-failure, resizing masks, and the generated `shapes` images. TensorFlow is imported inside
-the functions that need it."""
+"""Images as the sources read them: an image file's header (channels, without its pixels),
+decoding files, the wording of a decode failure, resizing masks, encoding for a pack.
+TensorFlow, numpy and PIL are imported inside the functions that need them, so the spec
+parser, which reads the sources' rules, starts without them."""
 from __future__ import annotations
 
 import os
 import re
 import struct
 
-import numpy as np
-
 from ..errors import first_line
 
 IMAGE_KINDS = "png/jpg/bmp/gif"      # IMAGE_SUFFIXES as a user names them
-SHAPE_CLASSES = ("circle", "square", "triangle")
 
 
 def op_error_text(error) -> str:
@@ -167,29 +165,9 @@ def decode_image(path, channels=0):
     return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False, dtype=tf.uint8)
 
 
-def record_parser(source, task, channels=0):
-    """A function raw tfrecord bytes → (uint8 image [h, w, c], label or mask); `channels` (1
-    or 3) fixes the decoded channel count where every record is known to have it."""
-    import tensorflow as tf
-    if task == "segmentation":
-        features = {source.image_feature: tf.io.FixedLenFeature([], tf.string),
-                    source.mask_feature: tf.io.FixedLenFeature([], tf.string)}
-    else:
-        features = {source.image_feature: tf.io.FixedLenFeature([], tf.string),
-                    source.label_feature: tf.io.FixedLenFeature([], tf.int64)}
-
-    def parse(raw):
-        example = tf.io.parse_single_example(raw, features)
-        image = tf.io.decode_image(example[source.image_feature], channels=channels, expand_animations=False,
-                                   dtype=tf.uint8)
-        if task == "segmentation":
-            return image, tf.io.decode_png(example[source.mask_feature], channels=1)[..., 0]
-        return image, example[source.label_feature]
-    return parse
-
-
 def resize_masks(masks, size):
     """Masks [N, h, w] → [N, H, W] by nearest neighbour (class numbers are not blended)."""
+    import numpy as np
     import tensorflow as tf
     masks = np.asarray(masks)
     if tuple(masks.shape[1:3]) == tuple(size):
@@ -198,33 +176,13 @@ def resize_masks(masks, size):
     return out.numpy()[..., 0].astype(masks.dtype)
 
 
-def generate_shapes(count, height, width, channels, seed):
-    """`count` images (uint8 [count, height, width, channels]) of one shape each on a noisy
-    background, with class labels (0 circle, 1 square, 2 triangle) and masks (0 background,
-    1 + class inside the shape). Colour, size and position vary; the same seed gives the
-    same images."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
-    images = np.empty((count, height, width, channels), np.uint8)
-    masks = np.zeros((count, height, width), np.uint8)
-    labels = rng.integers(0, len(SHAPE_CLASSES), count).astype(np.int32)
-    side = min(height, width)
-    for i in range(count):
-        radius = rng.uniform(0.18, 0.38) * side
-        cy = rng.uniform(radius, height - radius)
-        cx = rng.uniform(radius, width - radius)
-        dy, dx = rows - cy, cols - cx
-        if labels[i] == 0:
-            inside = dy * dy + dx * dx <= radius * radius
-        elif labels[i] == 1:
-            half = radius * 0.8                  # a square of about the circle's area
-            inside = (np.abs(dy) <= half) & (np.abs(dx) <= half)
-        else:                                    # an upward triangle inscribed in the circle
-            inside = (dy >= -radius) & (dy <= radius / 2) & (np.abs(dx) * np.sqrt(3) <= dy + radius)
-        background = rng.uniform(0, 90, channels)
-        colour = rng.uniform(140, 255, channels)
-        noise = rng.normal(0, 12, (height, width, channels))
-        image = np.where(inside[..., None], colour, background) + noise
-        images[i] = np.clip(np.round(image), 0, 255).astype(np.uint8)
-        masks[i][inside] = labels[i] + 1
-    return images, labels, masks
+def png_bytes(image, size) -> bytes:
+    """A PIL image, resized to `size` (h, w) when given, as PNG bytes (what a pack stores)."""
+    import io
+
+    from PIL import Image
+    if size is not None:
+        image = image.resize((size[1], size[0]), Image.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
