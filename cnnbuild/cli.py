@@ -195,9 +195,8 @@ def show_bench(result, args) -> int:
 
 
 def export(args):
+    """The run's family exports it; TensorFlow starts there, after the refusals that need none."""
     from . import families
-    from .tfstart import start_tensorflow
-    start_tensorflow()
     return families.of_run(args.run_dir).export(args.run_dir, args.out, args.format)
 
 

@@ -252,3 +252,23 @@ def test_a_full_disk_is_named_and_the_previous_export_kept(run, small_disk, caps
     assert "internal error" not in err
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in small_disk.iterdir() if p.name.startswith(".")] == []   # no partial folder left
+
+
+def test_refusals_that_need_no_tensorflow_come_before_it(tmp_path):
+    """A missing run, an unfinished one and a destination holding the user's files are refused
+    before TensorFlow is imported (the model file is never read for them)."""
+    finished, unfinished, users = tmp_path / "run", tmp_path / "unfinished", tmp_path / "photos"
+    for folder in (finished, unfinished, users):
+        folder.mkdir()
+    (finished / "model.keras").write_bytes(b"never read")
+    (users / "holiday.jpg").write_bytes(b"the user's")
+    cases = [([str(tmp_path / "nowhere")], "no such run folder"),
+             ([str(unfinished)], "not a finished run folder"),
+             ([str(finished), "--out", str(users)], "not a cnnbuild export")]
+    for argv, said in cases:
+        program = ("import sys; from cnnbuild.cli import main; code = main(['export', *sys.argv[1:]]); "
+                   "print('tensorflow' in sys.modules); sys.exit(code)")
+        done = subprocess.run([sys.executable, "-c", program, *argv], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert done.stdout.split() == ["False"], f"TensorFlow was imported before refusing {argv}"
+    assert (users / "holiday.jpg").read_bytes() == b"the user's"

@@ -136,7 +136,7 @@ def test_data_problems_for_a_gan_compare_no_class_count(tmp_path):
         (tmp_path / "d" / name).mkdir(parents=True)
         (tmp_path / "d" / name / "1.png").write_bytes(b"")
     data = data_of(str(tmp_path / "d"))
-    assert "has 3 classes" in data_problems(data, (10,))[0]            # a classifier with 10 outputs
+    assert "has 3 classes" in data_problems(data, (10,))[0].message    # a classifier with 10 outputs
     assert data_problems(data, None) == []                              # labels that are not the model's outputs
 
 

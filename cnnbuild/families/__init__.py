@@ -56,7 +56,6 @@ def for_verb(verb: str, folder) -> Family:
 def checked_for_training(spec) -> tuple:
     """(family, its check of `spec`) with the data's files looked at, as training needs them;
     the errors raised: the spec's as SpecError, the data's as DataError. No TensorFlow."""
-    from ..sources import DataError
     from ..errors import Problem, SpecError
     family = of_spec(spec)
     checked = family.check(spec, files_only=False)
@@ -64,7 +63,7 @@ def checked_for_training(spec) -> tuple:
         problems = [e for e in checked.errors if isinstance(e, Problem)]
         if problems:
             raise SpecError(problems)
-        raise DataError(str(checked.errors[0]).removeprefix("data: "))
+        raise checked.data_errors[0]
     return family, checked
 
 

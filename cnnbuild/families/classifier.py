@@ -17,7 +17,7 @@ class Checked:
     that are not there, class folders against the model's outputs)."""
 
     report: object
-    data_errors: list = field(default_factory=list)
+    data_errors: list = field(default_factory=list)     # DataErrors: each its message and hint
 
     @property
     def valid(self) -> bool:
@@ -37,7 +37,7 @@ class Checked:
 
     def document(self) -> dict:
         # "valid" answers the exit code's question: a spec whose data is missing does not train
-        extra = {"valid": False, "data_errors": self.data_errors} if self.data_errors else {}
+        extra = {"valid": False, "data_errors": [str(problem) for problem in self.data_errors]} if self.data_errors else {}
         return self.report.to_json() | extra
 
 

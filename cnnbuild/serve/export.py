@@ -97,8 +97,11 @@ def _export_run(run_dir, out, format, tolerance) -> dict:
         raise UsageError(f"unknown export format '{format}': expected one of {', '.join(FORMATS)}")
     _check_extras(format)
     destination = Path(out) if out else default_destination(run_dir, format)
+    check_run_folder(Path(run_dir))      # every refusal that needs no TensorFlow, before it starts
+    _may_replace(destination, Path(run_dir), default_destination(run_dir, format))
+    from ..tfstart import start_tensorflow
+    start_tensorflow()
     run = load_run(run_dir)
-    _may_replace(destination, run.folder, default_destination(run_dir, format))
 
     def fill(partial: Path) -> dict:
         channels = input_channels(format, run.image_shape)
@@ -195,14 +198,19 @@ def _disk_full(error: BaseException) -> bool:
 
 # ── the run folder ─────────────────────────────────────────────────────────────────────────
 
+def check_run_folder(folder: Path) -> None:
+    """A finished run folder (with its model file), or a refusal saying what to do; no TensorFlow."""
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such run folder; train one first: cnnbuild train SPEC --out {folder}")
+    if not (folder / runfolder.MODEL).is_file():
+        raise UsageError(f"{folder}: not a finished run folder (no {runfolder.MODEL}); train it first "
+                         f"(cnnbuild train SPEC --out {folder}) or give the folder that has it")
+
+
 def load_run(run_dir) -> Run:
     folder = Path(run_dir)
     model_path = folder / runfolder.MODEL
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: no such run folder; train one first: cnnbuild train SPEC --out {folder}")
-    if not model_path.is_file():
-        raise UsageError(f"{folder}: not a finished run folder (no {runfolder.MODEL}); train it first "
-                         f"(cnnbuild train SPEC --out {folder}) or give the folder that has it")
+    check_run_folder(folder)
     import keras
 
     from ..layers import keras_layers  # noqa: F401  (registers cnnbuild's layers for loading)

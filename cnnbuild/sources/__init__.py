@@ -151,7 +151,7 @@ def task_of(data, output_shape) -> str:
 
 def data_problems(data, output_shape, files_only=False, folder: Optional[str] = None) -> list:
     """Every problem with `data` (a spec's Data section) found by looking at the file system:
-    a list of messages, empty when nothing is wrong. `output_shape`: the model's (None when
+    a list of DataErrors (each its message and hint), empty when nothing is wrong. `output_shape`: the model's (None when
     the labels are not its outputs, as for a GAN's discriminator). `files_only`: only sources
     that name files (what `cnnbuild check` reports; a spec checked for its model alone keeps
     digits). `folder`: where relative paths are read from (None: as written)."""
@@ -167,7 +167,7 @@ def precheck(data, output_shape) -> None:
     """Raise DataError with the first problem `data_problems` finds (train, before TensorFlow)."""
     problems = data_problems(data, output_shape)
     if problems:
-        raise DataError(problems[0])
+        raise problems[0]
 
 
 def pack(source, out, shards=None, size=None, seed=0, progress=None, data_dir=None, split="train") -> dict:

@@ -146,20 +146,20 @@ def labels_of(outputs: int) -> int:
 
 
 def class_count_problem(what, names, outputs):
-    """The message for a source whose class count is not the model's, or None (also when
-    `outputs` is None: the labels are not the model's outputs)."""
+    """The problem (a DataError: message and hint) of a source whose class count is not the
+    model's, or None (also when `outputs` is None: the labels are not the model's outputs)."""
     if outputs is None or len(names) == labels_of(outputs):
         return None
     listed = ", ".join(names[:6]) + (", …" if len(names) > 6 else "")
-    return (f"{what} has {len(names)} classes ({listed}), but the model's last layer has "
-            f"{outputs} output{'s' if outputs > 1 else ''}\n  hint: give the last layer "
-            f"{len(names)} units (or filters), or use data that matches it")
+    return DataError(f"{what} has {len(names)} classes ({listed}), but the model's last layer has "
+                     f"{outputs} output{'s' if outputs > 1 else ''}",
+                     f"give the last layer {len(names)} units (or filters), or use data that matches it")
 
 
-def empty_class_folder(folder) -> str:
+def empty_class_folder(folder) -> "DataError":
     folder = Path(folder)
-    return (f"{folder}: class folder '{folder.name}' has no images ({', '.join(IMAGE_SUFFIXES)})\n"
-            "  hint: add images, or remove the folder")
+    return DataError(f"{folder}: class folder '{folder.name}' has no images ({', '.join(IMAGE_SUFFIXES)})",
+                     "add images, or remove the folder")
 
 
 def needs_path(kind: str, example: str) -> Invalid:
@@ -266,13 +266,12 @@ class Reading:
         if self.skip:
             self.skipped.append((str(file), reason))
             return
-        raise DataError(f"{file}: {reason}" + (f"\n  hint: {hint}" if hint else "") +
-                        ("\n  hint: set data.on_bad: skip to leave such files out" if not hint else ""))
+        raise DataError(f"{file}: {reason}", hint or "set data.on_bad: skip to leave such files out")
 
     def classes_must_match(self, what, names):
         problem = class_count_problem(what, names, self.outputs)
         if problem:
-            raise DataError(problem)
+            raise problem
 
     def check_channels(self, file, have):
         channels = self.input_shape[2]

@@ -35,20 +35,20 @@ def problems(source, against: Against) -> list:
     root = Path(resolved(source.location, against.folder))
     task, outputs = against.task, against.outputs
     if not root.exists():
-        return [f"{root}: no such folder"]
+        return [DataError(f"{root}: no such folder")]
     if not root.is_dir():
-        return [f"{root}: is not a folder"]
+        return [DataError(f"{root}: is not a folder")]
     if (root / PACK_INDEX).is_file():        # a folder `cnnbuild data pack` wrote
         return []
     if task == "segmentation":
         images, masks = root / "images", root / "masks"
-        return [f"{folder}: no such folder\n  hint: for segmentation put images in {images} and masks (PNG, pixel "
-                f"value = class number) with the same names in {masks}" for folder in (images, masks)
+        return [DataError(f"{folder}: no such folder", f"for segmentation put images in {images} and masks (PNG, "
+                          f"pixel value = class number) with the same names in {masks}") for folder in (images, masks)
                 if not folder.is_dir()][:1]
     folders = class_folders(root)
     if not folders:
-        return [f"{root}: has no class sub-folders\n  hint: put each class's images in its own folder: "
-                f"{root}/cat/1.png, {root}/dog/1.png"]
+        return [DataError(f"{root}: has no class sub-folders",
+                          f"put each class's images in its own folder: {root}/cat/1.png, {root}/dog/1.png")]
     problem = class_count_problem(str(root), [p.name for p in folders], outputs)
     if problem:
         return [problem]
@@ -96,7 +96,7 @@ def read(data, reading: Reading, seed) -> Part:
     for label, folder in enumerate(folders):
         files = image_files(folder)
         if not files and not reading.skip:
-            raise DataError(empty_class_folder(folder))
+            raise empty_class_folder(folder)
         if not files:
             reading.skipped.append((str(folder), f"class folder '{folder.name}' has no images"))
         paths += files

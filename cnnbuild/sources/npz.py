@@ -19,7 +19,7 @@ def problems(source, against: Against) -> list:
     location = resolved(source.location, against.folder)
     if os.path.isfile(location):
         return []
-    return [f"{location}: no such file" if not os.path.exists(location) else f"{location}: is not a file"]
+    return [DataError(f"{location}: no such file" if not os.path.exists(location) else f"{location}: is not a file")]
 
 
 def classes(source, folder=None):

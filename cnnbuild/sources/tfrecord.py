@@ -40,7 +40,8 @@ def problems(source, against: Against) -> list:
     location = resolved(source.location, against.folder)
     if os.path.isfile(os.path.join(location, PACK_INDEX)) or tfrecord_files(location):
         return []
-    return [f"{location}: no such file" + (" (no .tfrecord files in the folder)" if os.path.isdir(location) else "")]
+    return [DataError(f"{location}: no such file" + (" (no .tfrecord files in the folder)" if os.path.isdir(location)
+                                                      else ""))]
 
 
 def classes(source, folder=None):

@@ -150,10 +150,9 @@ def _data_problems(spec: GanSpec) -> list:
     problems = []
     folder = str(Path(spec.file).resolve().parent) if not spec.file.startswith("<") else str(Path.cwd())
     # the labels are not the discriminator's outputs (None): the class count is checked below
-    for text in data_problems(spec.data, None, files_only=True, folder=folder):
-        message, _, hint = text.partition("\n  hint: ")
-        problems.append(Problem(at, f"data: {message}", hint or "fix data.path (relative paths are read from the "
-                                                                "spec's folder)"))
+    for problem in data_problems(spec.data, None, files_only=True, folder=folder):
+        problems.append(Problem(at, f"data: {problem.message}", problem.hint or "fix data.path (relative paths are "
+                                                                                "read from the spec's folder)"))
     if spec.gan.conditional and spec.gan.classes is not None and not problems:
         known = data_classes(spec.data, folder)
         if known is not None and known[0] != spec.classes:

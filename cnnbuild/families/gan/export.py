@@ -28,7 +28,7 @@ from ... import runfolder
 from ...errors import UsageError
 from ...serve.export import (SIGNATURE, ExportError, _may_replace, _quiet, default_destination,
                      write_verified)
-from .sample import GAN_INFO, GENERATOR, GENERATOR_KIND, KerasGenerator, SavedModelGenerator, fingerprint, noise_batch, open_generator, \
+from .sample import GAN_INFO, GENERATOR, GENERATOR_KIND, KerasGenerator, SavedModelGenerator, fingerprint, noise_batch, generator_files, \
     to_uint8
 
 # uint8 levels: the graph's float arithmetic may land a pixel on the other side of a .5 rounding
@@ -47,11 +47,14 @@ def export_generator(run_dir, out=None, format: str = "savedmodel") -> dict:
     destination = Path(out) if out else default_destination(run, format)
     inside = run.is_dir() and destination.resolve().is_relative_to(run.resolve())
     with runfolder.owned(run, "export") if inside else contextlib.nullcontext():
-        generator = open_generator(run)
-        if not isinstance(generator, KerasGenerator):
+        folder, info, kind = generator_files(run)      # the refusals first: no TensorFlow for them
+        if kind is not KerasGenerator:
             raise UsageError(f"{run}: already a generator export; export the GAN run it came from (the folder with "
                              f"{GENERATOR})")
         _may_replace(destination, run, default_destination(run, format))
+        from ...tfstart import start_tensorflow
+        start_tensorflow()
+        generator = kind(folder, info)
 
         def fill(partial: Path) -> dict:
             with _quiet():

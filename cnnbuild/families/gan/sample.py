@@ -193,6 +193,13 @@ class SavedModelGenerator(Generator):
 def open_generator(path) -> Generator:
     """A GAN run folder's generator.keras, or a GAN export folder's SavedModel. Anything else
     (no such folder, a classifier run, an unfinished run) is refused in one line."""
+    folder, info, kind = generator_files(path)
+    return kind(folder, info)
+
+
+def generator_files(path) -> tuple:
+    """(folder, gan.json's GanInfo, the Generator class that reads it) — or the refusal, with
+    no TensorFlow started."""
     folder = Path(path)
     if not folder.exists():
         raise UsageError(f"{folder}: no such GAN run folder; train one first: cnnbuild train GAN_SPEC --out {folder}")
@@ -206,9 +213,9 @@ def open_generator(path) -> Generator:
                          f"--out {folder}")
     info = read_info(folder / GAN_INFO)
     if (folder / GENERATOR).is_file():
-        return KerasGenerator(folder, info)
+        return folder, info, KerasGenerator
     if (folder / "saved_model.pb").is_file():
-        return SavedModelGenerator(folder, info)
+        return folder, info, SavedModelGenerator
     raise UsageError(f"{folder}: not a finished GAN run (no {GENERATOR}, which training writes at its end); let the "
                      f"training finish, or resume it: cnnbuild train GAN_SPEC --out {folder}")
 
