@@ -279,6 +279,37 @@ def draw(args) -> int:
     return 0 if not errors else 1
 
 
+def compare(args):
+    from .choose.compare import compare as run
+    return run(args.specs, args.epochs, args.out)
+
+
+def show_compare(rows, args) -> int:
+    from .choose.compare import CSV, PNG, format_rows
+    print(format_rows(rows))
+    for row in rows:
+        for note in row.notes:
+            print(f"note: {row.figures.name}: {note}", file=sys.stderr)
+    if args.out:
+        print(f"wrote {os.path.join(args.out, CSV)}" + (f" and {os.path.join(args.out, PNG)}" if args.epochs else ""))
+    return 0 if all(row.figures.valid for row in rows) else 1
+
+
+def tune(args):
+    from .tfstart import start_tensorflow
+    start_tensorflow()          # keras-tuner imports TensorFlow: its start-up log hidden first
+    from .choose.candidates import Budget
+    from .choose.tune import tune as run
+    return run(args.spec, args.trials, args.epochs, args.out, args.algorithm,
+               Budget(args.max_params, args.max_macs, args.max_memory), args.seed)
+
+
+def show_tune(summary, args) -> int:
+    from .choose.tune import format_summary
+    print(format_summary(summary))
+    return 0 if "best" in summary or os.environ.get("KERASTUNER_ORACLE_IP") else 1
+
+
 def schema(args):
     from .families import spec_schema
     sys.stdout.write(json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n")
@@ -366,6 +397,24 @@ COMMANDS = {
         SPEC, arg("--out", help="FILE.svg or FILE.png (default NAME.svg; of a GAN spec, FILE_generator.svg and "
                                 "FILE_discriminator.svg)")), draw, show_status),
     "schema": Command("print the JSON Schema of the spec language (for editors)", (), schema, show_status),
+    "compare": Command("compare specs: parameters, MACs, activation memory, receptive field; with --epochs, "
+                       "validation accuracy against compute (CSV and chart)", (
+        arg("specs", nargs="+", metavar="SPEC", help="the YAML specs to compare"),
+        arg("--epochs", type=positive_int, help="train each spec this many epochs on its data (default: static only)"),
+        arg("--out", metavar="DIR", help="write DIR/compare.csv (and DIR/compare.png with --epochs); trained runs go "
+                                         "in DIR/runs/")), compare, show_compare),
+    "tune": Command("search a spec's `search:` space with keras-tuner; candidates over budget or invalid are refused "
+                    "by the static check and never trained", (
+        SPEC, arg("--trials", type=positive_int, default=10, help="trials to train (refused candidates do not count; "
+                                                                   "default 10)"),
+        arg("--epochs", type=positive_int, help="train each trial this many epochs (default: the spec's)"),
+        arg("--out", metavar="DIR", help="the search's folder: keras-tuner's state, trials.csv, best.yaml, "
+                                         "trials/ (default tune/NAME); rerun to continue"),
+        arg("--algorithm", default="random", choices=["random", "bayesian", "hyperband"],
+            help="keras-tuner's oracle (default random)"),
+        arg("--max-macs", type=positive_int, help="refuse candidates with more multiply-adds per image than this"),
+        arg("--seed", type=int, default=0, help="the oracle's seed (default 0)"), *BUDGET), tune, show_tune,
+        runs=True),
 }
 
 

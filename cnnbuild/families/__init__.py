@@ -68,9 +68,31 @@ def checked_for_training(spec) -> tuple:
 
 
 def _parse(root, overrides, keep=False):
+    """The family's spec of a tree; its `search:` section (cnnbuild tune's) checked and set
+    aside first, so every family reads the spec it describes (parse/search.py)."""
     from ..parse import parse_tree
+    _search_of(root)
     family = of_tree(root)
     return parse_tree(root, overrides, family.parse, keep)
+
+
+def _search_of(root) -> tuple:
+    """The tree's `search:` section as Dimensions, taken off the tree; SpecError when it is wrong."""
+    from ..errors import SpecError
+    from ..parse.search import parse_search
+    if not root.is_map or "search" not in root.value:
+        return ()
+    problems = []
+    dimensions = parse_search(root.value.pop("search"), problems)
+    if problems:
+        raise SpecError(problems)
+    return dimensions
+
+
+def search_space(path) -> tuple:
+    """The `search:` section of a spec file (cnnbuild tune): its Dimensions, () when it has none."""
+    from ..parse import read_tree
+    return _search_of(read_tree(path))
 
 
 def load_spec(path, overrides=()):

@@ -1,7 +1,7 @@
 """training_curves.png: one panel per quantity, values per epoch, written atomically.
 
-A classifier run plots each metric beside its validation twin (run.py); a GAN run plots D and
-G loss together, D(x) beside D(G(z)), and the samples' spread (gan.py). Both describe their
+A classifier run plots each metric beside its validation twin (families/classifier.py); a GAN run plots D and
+G loss together, D(x) beside D(G(z)), and the samples' spread (families/gan/training.py). Both describe their
 panels as data and this draws them.
 """
 from __future__ import annotations
