@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal, Optional
 
 from .errors import Invalid
 from .fields import NonNegativeInt, Pair, PositiveFloat, PositiveInt, Range
+from .records import record
 
 UnitFloat = Annotated[float, Range(0, 1, low_open=True)]                       # 0 < x <= 1
 OpenUnitFloat = Annotated[float, Range(0, 1, low_open=True, high_open=True)]   # 0 < x < 1
@@ -187,7 +187,7 @@ def _box_masks(tf, images, seed, box_h, box_w):
 # ── the augmentations: arguments, check and TensorFlow step, side by side ──────────────────
 
 @augmentation("flip")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Flip(Augmentation):
     """Mirror each image with probability ½.
 
@@ -214,7 +214,7 @@ class Flip(Augmentation):
 
 
 @augmentation("rotate")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rotate(Affine):
     """Rotate each image by a random angle in [−degrees, +degrees].
 
@@ -238,7 +238,7 @@ class Rotate(Affine):
 
 
 @augmentation("translate")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Translate(Affine):
     """Shift each image by a random fraction of its height and width.
 
@@ -259,7 +259,7 @@ class Translate(Affine):
 
 
 @augmentation("zoom")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Zoom(Affine):
     """Scale each image by a random factor in [1 − fraction, 1 + fraction] about its centre.
 
@@ -280,7 +280,7 @@ class Zoom(Affine):
 
 
 @augmentation("crop")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Crop(Augmentation):
     """Pad-and-crop: pad each side by `padding`, cut a random `size` window, and resize it back
     to the input size when it is smaller (CIFAR's 4-pixel pad-and-crop is `crop: 4`).
@@ -333,7 +333,7 @@ class Crop(Augmentation):
 
 
 @augmentation("contrast")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Contrast(Augmentation):
     """Scale each image's contrast by a random factor in [1 − factor, 1 + factor].
 
@@ -352,7 +352,7 @@ class Contrast(Augmentation):
 
 
 @augmentation("brightness")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Brightness(Augmentation):
     """Add a random offset in [−delta, +delta] to every pixel (images are 0…1 here).
 
@@ -370,7 +370,7 @@ class Brightness(Augmentation):
 
 
 @augmentation("cutout")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cutout(Augmentation):
     """Blank `count` random rectangles of `size` pixels in each image (DeVries & Taylor 2017).
 
@@ -400,7 +400,7 @@ class Cutout(Augmentation):
 
 
 @augmentation("mixup")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mixup(Augmentation):
     """Blend pairs of images and their labels with a weight drawn from Beta(alpha, alpha)
     (Zhang et al. 2018).
@@ -425,7 +425,7 @@ class Mixup(Augmentation):
 
 
 @augmentation("cutmix")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cutmix(Augmentation):
     """Paste a random rectangle of another image; labels mix by area (Yun et al. 2019);
     for segmentation the mask's rectangle is pasted too.
