@@ -7,7 +7,9 @@ in under 1 s, linear).
 Times whole processes, as a user waits for them: `python -m cnnbuild.cli check SPEC` (the
 largest zoo spec by default: specs/resnet50.yaml) and `python -c "import tensorflow"`, run
 alternately N times each (default 7) so both see the same machine load, and prints the
-medians and their ratio. The check must not import TensorFlow at all; this measures what
+medians and their ratio, in CPU seconds (user + system, the children's own accounting from
+getrusage: what a loaded machine does not inflate, and what the goals are judged on) beside
+wall seconds, with the load average before and after. The check must not import TensorFlow at all; this measures what
 that buys. Then it generates specs of 1,000 and 5,000 layers (convolutions, batchnorms,
 activations and residual blocks, written out) and times reading and checking each in-process
 (`load_spec` + `infer`, the median of N) and as a whole `cnnbuild check` process.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -27,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 40.0
-DEEP = {1000: 0.2, 5000: 1.0}    # layers → the most seconds checking them may take in-process
+DEEP = {1000: 0.2, 5000: 1.0}    # layers → the most CPU seconds checking them may take in-process
 
 
 def deep_spec_text(layers: int) -> str:
@@ -50,9 +53,9 @@ def in_process_seconds(path: Path, runs: int) -> float:
     from cnnbuild.parse import load_spec
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        start = cpu_seconds()
         report = infer(load_spec(path))
-        times.append(time.perf_counter() - start)
+        times.append(cpu_seconds() - start)
         if not report.valid:
             sys.exit(f"{path}: the generated spec is invalid: {report.errors[:3]}")
     return statistics.median(times)
@@ -67,12 +70,12 @@ def deep_cases(runs: int) -> bool:
             path = Path(folder, f"deep{layers}.yaml")
             path.write_text(deep_spec_text(layers), encoding="utf-8")
             inside = in_process_seconds(path, runs)
-            process = statistics.median(seconds([sys.executable, "-m", "cnnbuild.cli", "check", str(path)])
+            process = statistics.median(timed([sys.executable, "-m", "cnnbuild.cli", "check", str(path)])[0]
                                         for _ in range(max(1, runs // 2)))
             per_layer.append(inside / layers)
             met &= inside < goal
-            print(f"  {layers:,} layers: check in-process {inside * 1000:6.0f} ms (goal < {goal * 1000:.0f}: "
-                  f"{'met' if inside < goal else 'NOT met'}); whole process {process * 1000:.0f} ms; "
+            print(f"  {layers:,} layers: check in-process {inside * 1000:6.0f} ms of CPU (goal < {goal * 1000:.0f}: "
+                  f"{'met' if inside < goal else 'NOT met'}); whole process {process * 1000:.0f} ms of CPU; "
                   f"{inside / layers * 1e6:.0f} µs a layer")
         growth = per_layer[-1] / per_layer[0]
         print(f"  time a layer at 5,000 / at 1,000: {growth:.2f} (linear: about 1)")
@@ -97,14 +100,32 @@ atexit.register(shutil.rmtree, PYCACHE, ignore_errors=True)
 ENVIRONMENT = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "PYTHONPYCACHEPREFIX": PYCACHE}
 
 
-def seconds(command: list[str]) -> float:
+def timed(command: list[str]) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one whole process: its user + system time, as the kernel
+    accounted it for the reaped child, and the clock from its start to its exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           env=ENVIRONMENT)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return elapsed
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), elapsed
+
+
+def seconds(command: list[str]) -> float:
+    return timed(command)[1]
+
+
+def cpu_seconds() -> float:
+    """This process's own CPU time (user + system), for the in-process timings."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def main() -> int:
@@ -116,18 +137,25 @@ def main() -> int:
     check = [sys.executable, "-m", "cnnbuild.cli", "check", str(spec)]
     tensorflow = [sys.executable, "-c", "import tensorflow"]
     seconds(check), seconds(tensorflow)          # warm the file and bytecode caches for both before timing
+    print(f"before: {load()}")
     check_times, tensorflow_times = [], []
-    for _ in range(args.runs):
-        check_times.append(seconds(check))
-        tensorflow_times.append(seconds(tensorflow))
-    check_median, tensorflow_median = statistics.median(check_times), statistics.median(tensorflow_times)
-    ratio = tensorflow_median / check_median
+    for _ in range(args.runs):                    # interleaved: both sides see the same load
+        check_times.append(timed(check))
+        tensorflow_times.append(timed(tensorflow))
+    print(f"after:  {load()}")
     print(f"spec: {spec.relative_to(ROOT) if spec.is_relative_to(ROOT) else spec}; {args.runs} runs each, medians")
-    print(f"  cnnbuild check (whole process)     {check_median * 1000:8.0f} ms   "
-          f"(min {min(check_times) * 1000:.0f}, max {max(check_times) * 1000:.0f})")
-    print(f"  python -c 'import tensorflow'      {tensorflow_median * 1000:8.0f} ms   "
-          f"(min {min(tensorflow_times) * 1000:.0f}, max {max(tensorflow_times) * 1000:.0f})")
-    print(f"  ratio {ratio:.1f}× (goal ≥ {GOAL:.0f}×): {'met' if ratio >= GOAL else 'NOT met'}")
+    ratios = {}
+    for index, what in enumerate(("CPU", "wall")):
+        ours = sorted(t[index] for t in check_times)
+        theirs = sorted(t[index] for t in tensorflow_times)
+        ratios[what] = statistics.median(theirs) / statistics.median(ours)
+        print(f"  {what:4s} cnnbuild check (whole process) {statistics.median(ours) * 1000:7.0f} ms "
+              f"(min {ours[0] * 1000:.0f}, max {ours[-1] * 1000:.0f});  python -c 'import tensorflow' "
+              f"{statistics.median(theirs) * 1000:7.0f} ms (min {theirs[0] * 1000:.0f}, max {theirs[-1] * 1000:.0f})"
+              f";  ratio {ratios[what]:.1f}×")
+    ratio = ratios["CPU"]
+    print(f"  ratio in CPU time {ratio:.1f}× (goal ≥ {GOAL:.0f}×): {'met' if ratio >= GOAL else 'NOT met'}"
+          f"  (by the clock {ratios['wall']:.1f}×, which a loaded machine distorts)")
     deep = deep_cases(args.runs)
     return 0 if ratio >= GOAL and deep else 1
 

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal, Optional
 
 from .errors import Invalid
 from .fields import NonNegativeInt, Pair, PositiveFloat, PositiveInt, Range
+from .records import record
 
 UnitFloat = Annotated[float, Range(0, 1, low_open=True)]                       # 0 < x <= 1
 OpenUnitFloat = Annotated[float, Range(0, 1, low_open=True, high_open=True)]   # 0 < x < 1
@@ -70,6 +70,15 @@ class Augmentation(abc.ABC):
         numbers, one-hot rows, or masks) → the same shapes. `seed` (int64 [2]) keys every
         random choice; `tf` is TensorFlow, imported by make_augment."""
 
+    def matrices(self, tf, seed, n, height, width):
+        """[n, 3, 3] matrices mapping each output pixel (x, y, 1) to the input pixel it samples,
+        when this step is one projective transform per image drawn from `seed` exactly as
+        `apply` draws it; None when it is not (a crop, a photometric step). Consecutive steps
+        that are transforms are fused by make_augment into one resample."""
+        return None
+
+    fill: ClassVar[Optional[str]] = None   # a transform's fill mode; None: any (a flip samples no outside pixel)
+
 
 class Affine(Augmentation):
     """rotate, translate, zoom: one projective transform per image (from `transforms`),
@@ -85,9 +94,10 @@ class Affine(Augmentation):
     def apply(self, tf, images, labels, seed, segmentation):
         height, width = _sizes(tf, images)
         transforms = self.transforms(tf, seed, _batch(tf, images), height, width)
-        return _both(tf, images, labels, segmentation,
-                     lambda x: _transform(tf, x, transforms, "BILINEAR", self.fill),
-                     lambda m: _transform(tf, m, transforms, "NEAREST", self.fill))
+        return _resample(tf, images, labels, segmentation, transforms, self.fill)
+
+    def matrices(self, tf, seed, n, height, width):
+        return _as_matrices(tf, self.transforms(tf, seed, n, height, width))
 
 
 def needs_dense_labels(ops) -> bool:
@@ -108,15 +118,46 @@ def make_augment(ops, input_shape, task, label_shape=()):
                          f"so the model's output ({label_shape[0]}×{label_shape[1]}) must have the input's size "
                          f"({height}×{width})")
 
+    runs = fused_runs(ops)
+
     def augment(images, labels, seed):
         seed = tf.cast(seed, tf.int64)
         static = [None, height, width, images.shape[-1]]
-        for index, op in enumerate(ops):
-            op_seed = tf.random.experimental.stateless_fold_in(seed, index)
+        for run in runs:
+            seeds = [tf.random.experimental.stateless_fold_in(seed, index) for index, _ in run]
             # each step keeps the size; saying so keeps the static shape in a tf.data graph
-            images, labels = op.apply(tf, tf.ensure_shape(images, static), labels, op_seed, segmentation)
+            images = tf.ensure_shape(images, static)
+            if len(run) == 1:
+                images, labels = run[0][1].apply(tf, images, labels, seeds[0], segmentation)
+            else:
+                images, labels = _fused(tf, [op for _, op in run], images, labels, seeds, segmentation)
         return tf.ensure_shape(images, static), labels
     return augment
+
+
+def fused_runs(ops) -> list:
+    """`ops` as runs of (index, op) applied together: consecutive projective transforms (flip,
+    rotate, translate, zoom, shear) with one fill mode form one run, resampled once per image
+    by the product of their matrices (as Keras's RandomRotation does with its one matrix),
+    where applying them one by one resamples once per step, blurring a little each time;
+    every other step is a run of its own.
+
+    >>> [[op.kind for _, op in run] for run in fused_runs([Flip(), Rotate(10), Contrast(0.2), Zoom(0.1), Translate(0.1)])]
+    [['flip', 'rotate'], ['contrast'], ['zoom', 'translate']]
+    """
+    runs = []
+    for index, op in enumerate(ops):
+        last = runs[-1] if runs else None
+        if (last and _transform_kind(op) and all(_transform_kind(other) for _, other in last)
+                and len({other.fill for _, other in last + [(index, op)]} - {None}) <= 1):
+            last.append((index, op))
+        else:
+            runs.append([(index, op)])
+    return runs
+
+
+def _transform_kind(op) -> bool:
+    return type(op).matrices is not Augmentation.matrices
 
 
 # ── helpers ────────────────────────────────────────────────────────────────────────────────
@@ -144,6 +185,34 @@ def _both(tf, images, labels, segmentation, image_fn, mask_fn):
         as_image, back = _mask_as_image(tf, labels)
         labels = back(mask_fn(as_image))
     return images, labels
+
+
+def _as_matrices(tf, transforms):
+    """[n, 8] transform rows → [n, 3, 3] matrices (the row, then 1 in the corner)."""
+    ones = tf.ones_like(transforms[:, :1])
+    return tf.reshape(tf.concat([transforms, ones], axis=1), [-1, 3, 3])
+
+
+def _fused(tf, ops, images, labels, seeds, segmentation):
+    """Consecutive transforms as one resample: output pixel p of step k samples step k−1 at
+    Mₖ p, so the whole run samples the input at M₁ M₂ … Mₖ p."""
+    height, width = _sizes(tf, images)
+    n = _batch(tf, images)
+    product = None
+    for op, seed in zip(ops, seeds):
+        matrices = op.matrices(tf, seed, n, height, width)
+        product = matrices if product is None else tf.linalg.matmul(product, matrices)
+    transforms = tf.reshape(product / product[:, 2:, 2:], [-1, 9])[:, :8]
+    fill = next((op.fill for op in ops if op.fill), "reflect")
+    return _resample(tf, images, labels, segmentation, transforms, fill)
+
+
+def _resample(tf, images, labels, segmentation, transforms, fill):
+    """One resample of images (bilinear) and, for segmentation, their masks (nearest, so
+    class numbers are never blended) by the same transform rows."""
+    return _both(tf, images, labels, segmentation,
+                 lambda x: _transform(tf, x, transforms, "BILINEAR", fill),
+                 lambda m: _transform(tf, m, transforms, "NEAREST", fill))
 
 
 def _transform(tf, images, transforms, interpolation, fill):
@@ -187,7 +256,7 @@ def _box_masks(tf, images, seed, box_h, box_w):
 # ── the augmentations: arguments, check and TensorFlow step, side by side ──────────────────
 
 @augmentation("flip")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Flip(Augmentation):
     """Mirror each image with probability ½.
 
@@ -212,9 +281,20 @@ class Flip(Augmentation):
                 labels = flip(labels)
         return images, labels
 
+    def matrices(self, tf, seed, n, height, width):
+        """Per axis flipped (the same coins as `apply`): x → (W − 1) − x, or y → (H − 1) − y."""
+        product = tf.eye(3, batch_shape=[n])
+        for part, axis in enumerate({"horizontal": [2], "vertical": [1], "both": [2, 1]}[self.mode]):
+            sign = tf.where(_uniform(tf, seed, [n], 0.0, 1.0, part) < 0.5, -1.0, 1.0)
+            size = width if axis == 2 else height
+            one, zero, shift = tf.ones_like(sign), tf.zeros_like(sign), (1 - sign) / 2 * (size - 1)
+            rows = ([sign, zero, shift, zero, one, zero] if axis == 2 else [one, zero, zero, zero, sign, shift])
+            product = tf.linalg.matmul(product, _as_matrices(tf, tf.stack(rows + [zero, zero], axis=1)))
+        return product
+
 
 @augmentation("rotate")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rotate(Affine):
     """Rotate each image by a random angle in [−degrees, +degrees].
 
@@ -238,7 +318,7 @@ class Rotate(Affine):
 
 
 @augmentation("translate")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Translate(Affine):
     """Shift each image by a random fraction of its height and width.
 
@@ -259,7 +339,7 @@ class Translate(Affine):
 
 
 @augmentation("zoom")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Zoom(Affine):
     """Scale each image by a random factor in [1 − fraction, 1 + fraction] about its centre.
 
@@ -279,8 +359,32 @@ class Zoom(Affine):
         return tf.stack([scale, zero, cx - cx * scale, zero, scale, cy - cy * scale, zero, zero], axis=1)
 
 
+@augmentation("shear")
+@record(frozen=True)
+class Shear(Affine):
+    """Shear each image about its centre by random factors in [−fraction, fraction], one along
+    its width and one along its height (as Keras's RandomShear).
+
+    Attributes:
+      fraction: the largest shear factor (0.2: a row moves sideways up to 0.2 pixel per row
+        from the centre).
+      fill: reflect (default), constant, nearest, wrap.
+    """
+
+    fraction: OpenUnitFloat
+    fill: FillMode = "reflect"
+    main: ClassVar[str] = "fraction"
+
+    def transforms(self, tf, seed, n, height, width):
+        along_x = _uniform(tf, seed, [n], -self.fraction, self.fraction, 0)
+        along_y = _uniform(tf, seed, [n], -self.fraction, self.fraction, 1)
+        cy, cx = (height - 1) / 2, (width - 1) / 2
+        one, zero = tf.ones_like(along_x), tf.zeros_like(along_x)
+        return tf.stack([one, along_x, -along_x * cy, along_y, one, -along_y * cx, zero, zero], axis=1)
+
+
 @augmentation("crop")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Crop(Augmentation):
     """Pad-and-crop: pad each side by `padding`, cut a random `size` window, and resize it back
     to the input size when it is smaller (CIFAR's 4-pixel pad-and-crop is `crop: 4`).
@@ -333,7 +437,7 @@ class Crop(Augmentation):
 
 
 @augmentation("contrast")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Contrast(Augmentation):
     """Scale each image's contrast by a random factor in [1 − factor, 1 + factor].
 
@@ -352,7 +456,7 @@ class Contrast(Augmentation):
 
 
 @augmentation("brightness")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Brightness(Augmentation):
     """Add a random offset in [−delta, +delta] to every pixel (images are 0…1 here).
 
@@ -370,7 +474,7 @@ class Brightness(Augmentation):
 
 
 @augmentation("cutout")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cutout(Augmentation):
     """Blank `count` random rectangles of `size` pixels in each image (DeVries & Taylor 2017).
 
@@ -400,7 +504,7 @@ class Cutout(Augmentation):
 
 
 @augmentation("mixup")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mixup(Augmentation):
     """Blend pairs of images and their labels with a weight drawn from Beta(alpha, alpha)
     (Zhang et al. 2018).
@@ -425,7 +529,7 @@ class Mixup(Augmentation):
 
 
 @augmentation("cutmix")
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cutmix(Augmentation):
     """Paste a random rectangle of another image; labels mix by area (Yun et al. 2019);
     for segmentation the mask's rectangle is pasted too.

@@ -7,10 +7,10 @@ a directory instead of a spec): the CLI exits 2 for it and 1 for a bad spec.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Where:
     """A place in a spec file. Lines and columns count from 1; `path` is the key path
     such as `layers[3].inception.branches[1][0]`."""
@@ -27,7 +27,7 @@ class Where:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Problem:
     where: Where
     message: str

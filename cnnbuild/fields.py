@@ -7,13 +7,13 @@ with bounds, `Pair`, `Padding`, Literal choices, …). The spec stage reads YAML
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated
 
 from .errors import Invalid
+from .records import record
 
 
-@dataclasses.dataclass(frozen=True)
+@record(frozen=True)
 class Range:
     """Bounds for a number: low <= x (or low < x when open) and x <= high (or < high)."""
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from fractions import Fraction
 
+from ..records import record
 from ..layers import shapes
 from ..errors import Invalid, Problem
 from ..layers import base
@@ -18,7 +19,7 @@ PROBABILITIES = ("softmax", "sigmoid")   # the output activations that give prob
 MAX_PERIOD = 4096     # positions a Span tells apart; beyond (upsampling by thousands) it keeps only the widest
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Span:
     """Which image rows (or columns) the elements along one axis read: element i reads rows
     lo(i) … hi(i), where lo(i) = (i // period)·step + low[i % period] (hi alike), on an axis
@@ -107,7 +108,7 @@ def union(spans: list, broadcast: list) -> Span:
 MAX_SIDE = 2**31 - 1  # the largest size of one axis TensorFlow indexes with int32
 
 
-@dataclass
+@record()
 class Row:
     path: str
     name: str
@@ -144,7 +145,7 @@ def layer_tree(rows) -> list:
     return top
 
 
-@dataclass
+@record()
 class Report:
     """What `infer` found. `output` is None when the shapes could not be followed to the end;
     the totals are then unknown. `unparsed` makes the report of a spec that did not parse."""

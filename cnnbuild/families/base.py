@@ -35,11 +35,12 @@ The contract, field by field:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Optional
 
+from ..records import record
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class Family:
     name: str
     title: str
@@ -62,7 +63,7 @@ class Family:
     verbs_hint: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Evaluated:
     """What `cnnbuild evaluate` prints: the figures as one JSON document, or as text."""
 

@@ -4,14 +4,15 @@ network's output shape decide, see train/objective.py). A spec without another f
 top-level keys is a classifier's."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from ..records import record
 from ..parse.parser import Spec
 from .base import Evaluated, Family
 
 
-@dataclass
+@record()
 class Checked:
     """The check of a classifier spec: its Report, and the problems its data has (files named
     that are not there, class folders against the model's outputs)."""

@@ -11,10 +11,10 @@ layer.trainable = False`, as in the TensorFlow fine-tuning tutorial) counts Kera
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..records import record
 from . import shapes
 
 # keras.applications networks without their top: (Keras layers, "index:trainable:non_trainable"
@@ -160,7 +160,7 @@ APPLICATION_NAMES = typing.get_args(Application)
 ZOO_FOLDER = Path(__file__).resolve().parent.parent / "zoo"   # package data: pyproject.toml ships zoo/*.yaml
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Zoo:
     """An application written as a zoo spec (cnnbuild/zoo/), weight for weight: the checker
     reads the spec's layers for its rows, multiply-adds and receptive field.

@@ -36,7 +36,7 @@ A spec's weights file is loaded into that spec's own model, which the builder ma
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -55,7 +55,6 @@ WEIGHTS_FILE = {"file": "weights"}
 
 
 @register("backbone")
-@dataclass(frozen=True, kw_only=True)
 class Backbone(Kind):
     """A whole pretrained network as the start of this one (transfer learning).
 

@@ -21,26 +21,28 @@ the questions with their defaults), so no module outside layers/ names a kind:
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
 from typing import ClassVar, Literal, Optional, Union
 
 from . import shapes
 from ..errors import Invalid, Where
+from ..records import record
 
 REGISTRY: dict[str, type] = {}
 
 
 def register(name: str):
+    """Register a kind under `name`: the class, a frozen keyword-only dataclass generated on
+    first use (fields.record), so a check generates only the kinds its spec uses."""
     def add(cls):
         if name in REGISTRY:
             raise ValueError(f"layer kind '{name}' is registered twice")
         cls.kind = name
-        REGISTRY[name] = cls
+        REGISTRY[name] = record(frozen=True, kw_only=True)(cls)
         return cls
     return add
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Tensor:
     """A tensor as the checker sees it: shape without the batch axis, and the receptive
     field (rows, columns of the input image) of one element, the largest over positions.
@@ -58,7 +60,7 @@ class Tensor:
         return len(self.shape) == 3
 
 
-@dataclass
+@record()
 class Out:
     """What `infer` returns for one layer: `params` are its trainable parameters and
     `non_trainable` the rest (batchnorm's moving statistics). `window` = (kh, kw, sh, sw) grows the receptive
@@ -84,7 +86,7 @@ class Out:
     counts: tuple | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Layer:
     """One layer of a spec: its kind's arguments plus where it sits in the graph.
 
@@ -219,7 +221,7 @@ INITIALIZER_ARGUMENTS = {
     "random_uniform": ("minval", "maxval", "seed")}
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class InitializerArgs:
     """An initializer with arguments, as Keras's of that name takes them:
     `{name: variance_scaling, scale: 2.0, mode: fan_out, distribution: truncated_normal}`

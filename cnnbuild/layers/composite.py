@@ -2,9 +2,10 @@
 layers (parsed by the spec parser into their own name scope) and run them with `ctx.run`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal, Optional, Union
 
+from ..records import record
 from ..errors import Invalid
 from ..fields import Branches, Fraction01, Layers, PositiveInt
 from .base import Activation, Kind, Layer, Out, output_activation, own_activation, part_name, register
@@ -13,7 +14,6 @@ from .keras_parts import activation_layer
 
 
 @register("inception")
-@dataclass(frozen=True, kw_only=True)
 class Inception(Kind):
     """Parallel branches from the same input, concatenated on channels (GoogLeNet).
 
@@ -51,7 +51,6 @@ class Inception(Kind):
 
 
 @register("residual")
-@dataclass(frozen=True, kw_only=True)
 class Residual(Kind):
     """A residual block: a(k+2) = g(shortcut + scale · body); the shortcut skips the body.
 
@@ -170,7 +169,6 @@ def projection(layer, residual, channels: int, stride: tuple) -> tuple:
 
 
 @register("repeat")
-@dataclass(frozen=True, kw_only=True)
 class Repeat(Kind):
     """The same layers `times` times in sequence; names inside are local to each repetition,
     and `$index` (1, 2, …) may be used in the layers.
@@ -222,7 +220,7 @@ class Repeat(Kind):
         return ctx.keras.layers.Identity(name=ctx.name)(x)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class BlockUse(Kind):
     """A use of a block defined under `blocks:`; its layers are parsed with the use's values."""
 

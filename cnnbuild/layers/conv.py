@@ -6,7 +6,7 @@ Parameters per layer, as the seeds count them: K · (F·F·C_in + 1) for K filte
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..records import record
 from typing import ClassVar, Literal, Optional, Union
 
 from . import shapes
@@ -19,7 +19,7 @@ from .keras_parts import built_parts, explicit_pads, finish, keras_initializer, 
 from .labels import applied, size_text, stride_text
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Convolution(Kind):
     """What every convolution (transposed ones too) shares, and the one place of Keras's rule
     on strides with dilation: Conv2D and Conv2DTranspose refuse `strides > 1` with
@@ -67,7 +67,7 @@ class Convolution(Kind):
         return built_parts(self.batchnorm, self.activation, padded=explicit)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class ConvBase(Convolution):
     padding: Padding = "valid"
     padding_mode: PaddingMode = "zeros"
@@ -93,7 +93,6 @@ class ConvBase(Convolution):
 
 
 @register("conv")
-@dataclass(frozen=True, kw_only=True)
 class Conv(ConvBase):
     """A 2-D convolution (cross-correlation, as every framework computes it).
 
@@ -168,7 +167,6 @@ class Conv(ConvBase):
 
 
 @register("depthwise_conv")
-@dataclass(frozen=True, kw_only=True)
 class DepthwiseConv(ConvBase):
     """A depthwise convolution: each input map gets its own `multiplier` filters.
 
@@ -201,7 +199,6 @@ class DepthwiseConv(ConvBase):
 
 
 @register("separable_conv")
-@dataclass(frozen=True, kw_only=True)
 class SeparableConv(ConvBase):
     """A depthwise convolution followed by a 1×1 pointwise convolution (one Keras layer).
 
@@ -239,7 +236,6 @@ class SeparableConv(ConvBase):
 
 
 @register("conv_transpose")
-@dataclass(frozen=True, kw_only=True)
 class ConvTranspose(Convolution):
     """A transposed convolution (learned upsampling, as in U-Net's decoder).
 

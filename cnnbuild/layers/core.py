@@ -2,7 +2,6 @@
 pad, crop, upsample, reshape."""
 from __future__ import annotations
 
-from dataclasses import dataclass, make_dataclass
 from typing import Literal, Optional
 
 from . import shapes
@@ -33,7 +32,6 @@ def batchnorm_extra(channels: int, value) -> tuple[int, int]:
 
 
 @register("batchnorm")
-@dataclass(frozen=True, kw_only=True)
 class BatchNorm(Kind):
     """Batch normalisation over channels (Keras's BatchNormalization).
 
@@ -65,7 +63,6 @@ class BatchNorm(Kind):
 
 
 @register("dense")
-@dataclass(frozen=True, kw_only=True)
 class Dense(Kind):
     """A fully connected layer: every output reads every input (on the last axis, as in Keras).
 
@@ -115,7 +112,6 @@ class Dense(Kind):
 
 
 @register("flatten")
-@dataclass(frozen=True, kw_only=True)
 class Flatten(Kind):
     """Flattens H × W × C into one vector of H·W·C (32×32×3 → 3072)."""
 
@@ -132,7 +128,6 @@ class Flatten(Kind):
 
 
 @register("dropout")
-@dataclass(frozen=True, kw_only=True)
 class Dropout(Kind):
     """Drops a fraction `rate` of the inputs while training; survivors are scaled by 1/(1 − rate).
 
@@ -165,7 +160,6 @@ ALPHA_FUNCTIONS = ("leaky_relu", "elu")   # the activations activation_layer giv
 
 
 @register("activation")
-@dataclass(frozen=True, kw_only=True)
 class ActivationLayer(Kind):
     """An activation function as its own layer: `activation: relu` (or the kind by name: `relu`).
 
@@ -204,8 +198,14 @@ class ActivationLayer(Kind):
 
 def _named_activation(function: str, alpha_default: float | None, keras_names: tuple = ()):
     """A kind named after an activation function (`relu`, `leaky_relu: {alpha: 0.2}`)."""
-    fields = [("alpha", Optional[float], alpha_default)] if alpha_default is not None else []
-    cls = make_dataclass(f"Activation_{function}", fields, bases=(Kind,), frozen=True, kw_only=True)
+    if alpha_default is None:
+        class Named(Kind):
+            pass
+    else:
+        class Named(Kind):
+            alpha: Optional[float] = alpha_default
+    cls = Named
+    cls.__name__ = cls.__qualname__ = f"Activation_{function}"
     cls.__doc__ = f"The {function} activation as a layer." + (
         f"\n\n    Attributes:\n      alpha: {'negative slope' if function == 'leaky_relu' else 'scale'} (default {alpha_default})."
         if alpha_default is not None else "")
@@ -228,7 +228,6 @@ _named_activation("elu", 1.0)
 
 
 @register("maxout")
-@dataclass(frozen=True, kw_only=True)
 class Maxout(Kind):
     """Maxout: the max over `pieces` linear units; C channels become C / pieces.
 
@@ -258,7 +257,6 @@ class Maxout(Kind):
 
 
 @register("layer_norm")
-@dataclass(frozen=True, kw_only=True)
 class LayerNorm(Kind):
     """Layer normalisation over the channels of each position (Keras's LayerNormalization
     on the last axis, as ConvNeXt uses it): gamma and beta per channel, 2·C weights, all trained.
@@ -283,7 +281,6 @@ class LayerNorm(Kind):
 
 
 @register("layer_scale")
-@dataclass(frozen=True, kw_only=True)
 class LayerScale(Kind):
     """One learned factor per channel, multiplied in (ConvNeXt's layer scale): a weight of
     shape (C,) that starts at `init`.
@@ -307,7 +304,6 @@ class LayerScale(Kind):
 
 
 @register("rescale")
-@dataclass(frozen=True, kw_only=True)
 class Rescale(Kind):
     """x · scale + offset, element by element (Keras's Rescaling; the preprocessing some
     keras.applications models carry inside: MobileNetV3's scale 1/127.5, offset −1).
@@ -333,7 +329,6 @@ class Rescale(Kind):
 
 
 @register("normalize")
-@dataclass(frozen=True, kw_only=True)
 class Normalize(Kind):
     """(x − mean) / √variance per channel (Keras's Normalization on the last axis). With
     mean and variance given they are constants (no weights); without, Keras's layer keeps
@@ -373,7 +368,6 @@ class Normalize(Kind):
 
 
 @register("pad")
-@dataclass(frozen=True, kw_only=True)
 class Pad(Kind):
     """Pads height and width.
 
@@ -408,7 +402,6 @@ class Pad(Kind):
 
 
 @register("crop")
-@dataclass(frozen=True, kw_only=True)
 class Crop(Kind):
     """Crops rows and columns off the edges (Keras's Cropping2D).
 
@@ -437,7 +430,6 @@ class Crop(Kind):
 
 
 @register("upsample")
-@dataclass(frozen=True, kw_only=True)
 class Upsample(Kind):
     """Repeats rows and columns (Keras's UpSampling2D).
 
@@ -473,7 +465,6 @@ class Upsample(Kind):
 
 
 @register("reshape")
-@dataclass(frozen=True, kw_only=True)
 class Reshape(Kind):
     """Reshapes to `shape` (without the batch axis; one entry may be -1).
 

@@ -2,7 +2,6 @@
 joined to the previous layer's output), so a U-Net skip is `- concat: {with: [enc1]}`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from ..errors import Invalid
 from .base import Kind, Out, register
@@ -13,7 +12,6 @@ def _names(ctx, ins):
 
 
 @register("concat")
-@dataclass(frozen=True, kw_only=True)
 class Concat(Kind):
     """Concatenates its inputs along channels (the last axis); all other sizes must agree.
 
@@ -61,7 +59,6 @@ def broadcast(ins, ctx, what):
 
 
 @register("add")
-@dataclass(frozen=True, kw_only=True)
 class Add(Kind):
     """Element-wise sum of its inputs (a residual connection). Shapes must agree."""
 
@@ -78,7 +75,6 @@ class Add(Kind):
 
 
 @register("multiply")
-@dataclass(frozen=True, kw_only=True)
 class Multiply(Kind):
     """Element-wise product, broadcasting size-1 axes (squeeze-and-excitation: H×W×C · 1×1×C)."""
 

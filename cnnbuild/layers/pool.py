@@ -5,7 +5,7 @@ stride 2 halves each side. The stride defaults to the size, as in Keras.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..records import record
 from typing import Optional
 
 from ..errors import Invalid
@@ -15,7 +15,7 @@ from .keras_parts import explicit_pads, keras_padding
 from .labels import size_text, stride_text
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Pool(Kind):
     size: Pair = (2, 2)
     stride: Optional[Pair] = None
@@ -41,7 +41,6 @@ class Pool(Kind):
 
 
 @register("max_pool")
-@dataclass(frozen=True, kw_only=True)
 class MaxPool(Pool):
     """Max pooling: the largest value in each window.
 
@@ -73,7 +72,6 @@ class MaxPool(Pool):
 
 
 @register("avg_pool")
-@dataclass(frozen=True, kw_only=True)
 class AvgPool(Pool):
     """Average pooling: the mean of each window.
 
@@ -97,7 +95,6 @@ class AvgPool(Pool):
 
 
 @register("sum_pool")
-@dataclass(frozen=True, kw_only=True)
 class SumPool(Pool):
     """Sum pooling: the sum of each window (= average × window area; padding counts as zeros).
 
@@ -118,7 +115,7 @@ class SumPool(Pool):
         return keras.layers.Rescaling(float(self.size[0] * self.size[1]), name=ctx.name)(x)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class GlobalPool(Kind):
     keepdims: bool = False
     family = "pool"
@@ -129,7 +126,6 @@ class GlobalPool(Kind):
 
 
 @register("global_avg_pool")
-@dataclass(frozen=True, kw_only=True)
 class GlobalAvgPool(GlobalPool):
     """The mean of each whole activation map: H × W × C → C.
 
@@ -145,7 +141,6 @@ class GlobalAvgPool(GlobalPool):
 
 
 @register("global_max_pool")
-@dataclass(frozen=True, kw_only=True)
 class GlobalMaxPool(GlobalPool):
     """The max of each whole activation map: H × W × C → C.
 
@@ -161,7 +156,6 @@ class GlobalMaxPool(GlobalPool):
 
 
 @register("max_unpool")
-@dataclass(frozen=True, kw_only=True)
 class MaxUnpool(Kind):
     """SegNet's unpooling: each value goes back to the position where the named max_pool
     found its maximum; the rest is zero. Output size = that pool's input size.

@@ -7,6 +7,7 @@ is given; the stages after it read the Spec and never see YAML.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -98,8 +99,13 @@ def expand_shorthands(root: Node, optimizers=()) -> None:
 # `validation:`), and a layer kind's arguments that its dataclass marks as files (a backbone's
 # `spec` and `weights`, which the kind reads from the folder of the spec naming them).
 SOURCE_FILE_KEYS = ("path", "data_dir")
-LAYER_FILE_KEYS = {kind: keys for kind, cls in REGISTRY.items()
-                   if (keys := tuple(f.name for f in dataclasses.fields(cls) if "file" in f.metadata))}
+
+
+@functools.cache
+def layer_file_keys(kind: str) -> tuple:
+    """A kind's arguments its dataclass marks as files; asked per kind met, so that reading a
+    spec generates only the kinds it uses (fields.record)."""
+    return tuple(f.name for f in dataclasses.fields(REGISTRY[kind]) if "file" in f.metadata)
 
 
 def absolute_paths(node: Node, at: tuple = (), spec_files=()) -> None:
@@ -124,8 +130,8 @@ def absolute_paths(node: Node, at: tuple = (), spec_files=()) -> None:
 
 def _names_a_file(at: tuple, value: str) -> bool:
     """Does the string at key path `at` (('data', 'path'), ('layers', '0', 'backbone', 'spec'), …) name a file?"""
-    if len(at) >= 2 and at[-2] in LAYER_FILE_KEYS:
-        return at[-1] in LAYER_FILE_KEYS[at[-2]]
+    if len(at) >= 2 and at[-2] in REGISTRY and at[-1] in layer_file_keys(at[-2]):
+        return True
     if at[:2] == ("data", "validation"):
         key = at[2:]
     elif at[:1] == ("data",):

@@ -12,12 +12,12 @@ its module in sources/ (the registry); the parser never looks at the disk.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Literal, Optional, Union
 
 from ..augment import AUGMENTATIONS, OpenUnitFloat
 from ..errors import Invalid, Problem
 from ..fields import NonNegativeInt, PositiveFloat, PositiveInt, Range
+from ..records import record
 from ..sources import location_of, section_error, section_limits, source_kind
 from .values import did_you_mean, parse_fields
 from .source import Node
@@ -27,7 +27,7 @@ NonNegativeFloat = Annotated[float, Range(0)]
 
 # ── data: ──────────────────────────────────────────────────────────────────────────────────
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Source:
     """Where images come from (the `data:` section, or its separate `validation:` source).
 
@@ -78,7 +78,7 @@ class Source:
         return location_of(self)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Data(Source):
     """The `data:` section: the training images, the validation images and how to read them.
 
@@ -141,7 +141,7 @@ OPTIMIZER_KEYS = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "beta_1"
                   "beta_2": ("adam", "adamw"), "rho": ("rmsprop",)}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Optimizer:
     """The optimizer, by name with its arguments (`optimizer: sgd` or a mapping). Unset
     arguments take Keras's defaults.
@@ -182,7 +182,7 @@ class Optimizer:
         return self.learning_rate if self.learning_rate is not None else (0.01 if self.name == "sgd" else 0.001)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Schedule:
     """How the learning rate changes during training (`schedule: cosine` or a mapping).
 
@@ -215,7 +215,7 @@ class Schedule:
         return self.warmup_epochs if self.warmup_epochs is not None else (1 if self.name == "warmup" else 0)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EarlyStopping:
     """Stop when the monitored value has not improved for `patience` epochs
     (`early_stopping: true` for the defaults).
@@ -245,7 +245,7 @@ class EarlyStopping:
 METRICS = ("accuracy", "mean_iou", "top_5_accuracy")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Train:
     """The `train:` section. Unset values are Keras's defaults (epochs 1, batch size 32, Adam).
 

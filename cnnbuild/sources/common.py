@@ -8,11 +8,12 @@ rules, and `cnnbuild check` starts without either.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from ..errors import Failure, Invalid
+from ..records import record
 from ..preprocess import channels_fit
 from .images import image_header, resize_masks
 
@@ -26,7 +27,7 @@ class DataError(Failure):
 
 # ── one kind of source ────────────────────────────────────────────────────────────────────
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Against:
     """What a source's static problems are found against: the model's task and its last
     axis (`outputs`; None when the labels are not the model's outputs, as a GAN's
@@ -59,7 +60,7 @@ def written_or_path(source, written: Optional[str]) -> Optional[str]:
     return written if written is not None else source.path
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Packing:
     """What a kind's packer hands `cnnbuild data pack`: the class names, the image count, and
     either `items` (a call per image → (encoded bytes, label, channels), read in any order:
@@ -73,7 +74,7 @@ class Packing:
     skipped: list = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SourceKind:
     """Everything about one kind of data source, registered by name in `sources.SOURCES`.
 
@@ -169,7 +170,7 @@ def needs_path(kind: str, example: str) -> Invalid:
 
 # ── a split, and what a reader checks it against ──────────────────────────────────────────
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Part:
     """One split (train or validation) before decoding. Item i is row i of `columns`
     (equal-length arrays by name: image and label, path and label, or position in a
@@ -245,7 +246,7 @@ def permuted_rows(tables, count, order_seed):
         lambda i: {name: tf.gather(table, i) for name, table in tables.items()}))
 
 
-@dataclass
+@record()
 class Reading:
     """What every source checks against (the model's task and outputs, the spec's input) and
     how a bad item is reported: an error, or with `on_bad: skip` a (file, reason) in `skipped`."""

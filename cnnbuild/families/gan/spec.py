@@ -23,12 +23,13 @@ joined, H×W×(C + K).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 from ...errors import Invalid, Problem, SpecError, UsageError, Where
 from ...fields import PositiveInt, Range
+from ...records import record
 from ...parse.blocks import parse_blocks
 from ...parse.names import NAME
 from ...parse.parser import Spec, _input as image_input, from_node
@@ -40,7 +41,7 @@ from ...parse.values import MAX_UNKNOWN, coerce, did_you_mean, parse_fields
 DCGAN_OPTIMIZER = Optimizer(name="adam", learning_rate=2e-4, beta_1=0.5)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Gan:
     """The `gan:` section of a GAN spec.
 
@@ -68,7 +69,7 @@ class Gan:
     samples_per_class: Annotated[int, Range(1, 64)] = 8
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GanSpec:
     """A parsed GAN spec.
 
