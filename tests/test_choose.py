@@ -3,7 +3,6 @@ static check pruning candidates before any training, resumable, distributed)."""
 from __future__ import annotations
 
 import csv
-import io
 import os
 import signal
 import socket
