@@ -68,29 +68,30 @@ def checked_for_training(spec) -> tuple:
     return family, checked
 
 
-def _parse(root, overrides, keep=False):
+def _parse(root, overrides, keep=False, variant=None):
     from ..parse import parse_tree
     family = of_tree(root)
-    return parse_tree(root, overrides, family.parse, keep)
+    return parse_tree(root, overrides, family.parse, keep, variant)
 
 
-def load_spec(path, overrides=()):
-    """A spec file of any family → its spec (validated), or SpecError with every problem."""
+def load_spec(path, overrides=(), variant=None):
+    """A spec file of any family → its spec (validated), or SpecError with every problem.
+    `variant`: one of its `variants:` (parameter values), by name."""
     from ..parse import read_tree
-    return _parse(read_tree(path), overrides)
+    return _parse(read_tree(path), overrides, variant=variant)
 
 
-def parse_spec(text: str, name: str = "<spec>", overrides=()):
+def parse_spec(text: str, name: str = "<spec>", overrides=(), variant=None):
     from ..parse import text_tree
-    return _parse(text_tree(text, name), overrides)
+    return _parse(text_tree(text, name), overrides, variant=variant)
 
 
-def resolve_spec(path, overrides=()):
+def resolve_spec(path, overrides=(), variant=None):
     """The spec as a run trains it: shorthands written out, file references absolute (parse/load.py)."""
     from ..parse import read_tree, resolved_tree
     family = of_tree(read_tree(path))
     root, overrides = resolved_tree(path, overrides, family.optimizers, family.spec_files)
-    return _parse(root, overrides, keep=True)
+    return _parse(root, overrides, keep=True, variant=variant)
 
 
 def spec_schema() -> dict:

@@ -82,6 +82,8 @@ class Spec:
     data: Data = Data()          # typed sections (sections.py); defaults when absent
     augment: tuple = ()
     train: Train = Train()
+    params: tuple = ()           # (name, value) pairs: the top-level parameters' values it was read with (params.py)
+    variant: Optional[str] = None
 
     def all_layers(self):
         """Every layer, composites' children included, in order."""
@@ -93,7 +95,8 @@ class Spec:
         return walk(self.layers)
 
 
-TOP_KEYS = ("name", "description", "input", "layers", "blocks", "rounding", "budget", "data", "augment", "train")
+TOP_KEYS = ("name", "description", "params", "variants", "input", "layers", "blocks", "rounding", "budget", "data",
+            "augment", "train")
 
 
 def from_node(root: Node, prefix: str = "", resolved: dict | None = None, problems=(), reading: tuple = (),
