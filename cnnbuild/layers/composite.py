@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 from ..errors import Invalid
-from ..fields import Branches, Fraction01, Layers, PositiveInt
+from ..fields import Branches, Fraction01, Layers, NonNegativeInt
 from .base import Activation, Kind, Layer, Out, output_activation, own_activation, part_name, register
 from .conv import Conv
 from .keras_parts import activation_layer
@@ -176,11 +176,12 @@ class Repeat(Kind):
     and `$index` (1, 2, …) may be used in the layers.
 
     Attributes:
-      times: how many repetitions.
-      layers: the layers repeated.
+      times: how many repetitions; 0 passes the input through (EfficientNet-B0's stages of
+        one block from the spec that scales them: `times: ${round(depth * 2) - 1}`).
+      layers: the layers repeated (not read when times is 0).
     """
 
-    times: PositiveInt
+    times: NonNegativeInt
     layers: Layers
     # not a YAML argument: the spec parser reads `layers` once per repetition (`times` of them,
     # `$index` = 1, 2, …, each with its own names) into `copies`, as the `repeats` marker says
@@ -191,6 +192,11 @@ class Repeat(Kind):
 
     def label(self):
         return f"repeat ×{self.times}"
+
+    @property
+    def keeps_range(self):
+        """No copies: the input passes through, so what it came from is what the output came from."""
+        return not self.copies
 
     def output_activation(self):
         return output_activation(self.copies[-1]) if self.copies else None
@@ -211,7 +217,7 @@ class Repeat(Kind):
             x = ctx.run(copy, x, f"[{i + 1}]")
             if x is None:
                 return None
-        return Out(x.shape, f"× {self.times}", merged=[x])
+        return Out(x.shape, f"× {self.times}" if self.copies else "× 0: the input passes through", merged=[x])
 
     def build(self, ins, ctx):
         x = ins[0]

@@ -21,7 +21,7 @@ from ..fields import BranchList, LayerList, Range
 from ..layers import REGISTRY
 from ..layers.base import Layer
 from ..layers.composite import BlockUse
-from .blocks import INDEX, frozen, parse_blocks, substituted, use_values
+from .blocks import INDEX, BlockHits, frozen, parse_blocks, substituted, use_values
 from .names import NAME, Names, Scope
 from .sections import Data, Train, parse_sections
 from .source import Node, load
@@ -30,7 +30,7 @@ from .values import MAX_UNKNOWN, coerce, did_you_mean, parse_fields
 PREVIOUS = ""              # in Layer.inputs: the previous layer's output
 MAX_LAYERS = 5_000         # after blocks and repeats are expanded; ResNet-152 has ~500, DenseNet-264 ~800
 MAX_NESTING = 50           # layer lists inside composites and blocks; the zoo nests 3 deep (block → residual → body)
-COMMON_KEYS = ("name", "inputs", "with", "rounding", "trainable")
+COMMON_KEYS = ("name", "inputs", "with", "rounding", "trainable", "when")
 
 
 
@@ -149,7 +149,7 @@ def from_node(root: Node, prefix: str = "", resolved: dict | None = None, proble
         parser.names.check_parts()
     data, augment, train = parse_sections(top, shape, problems)
     if problems:
-        raise SpecError(problems)
+        raise SpecError(parser.hits.merged(problems))
     return Spec(name=name, input=shape, layers=layers, file=file, rounding=rounding, budget=budget,
                 description=top["description"].value if "description" in top else "",
                 resolved=resolved or {}, where=root.where, data=data, augment=augment, train=train)
@@ -266,6 +266,7 @@ class _Parser:
         self.names = Names(problems)
         self.count = 0
         self.expanding: list[str] = []
+        self.hits = BlockHits()    # which uses of a block ran into each problem inside it
         self.nesting = 0           # how many layer lists enclose the one being parsed
         self.too_deep = False
 
@@ -311,6 +312,8 @@ class _Parser:
             self.error(node.where, "a layer is a one-key mapping `kind: {arguments}` or a bare kind like `flatten`",
                        "e.g. `- conv: {filters: 6, kernel: 5}`")
             return None
+        if body.is_map and "when" in body.value and not self.wanted(body, scope):
+            return None
         if kind in self.blocks:
             return self.block_use(kind, body, node, scope)
         cls = REGISTRY.get(kind)
@@ -328,6 +331,22 @@ class _Parser:
                 return None
             args_node = Node({cls.main: body}, body.where, {cls.main: body.where})
         return self.kind_layer(cls, args_node, node, scope)
+
+    def wanted(self, body: Node, scope: Scope) -> bool:
+        """A layer's `when:` (true or false, once its parameters are written in): false leaves
+        the layer out, and its `name:` is remembered so that reading it is an error that says so."""
+        when = body.value["when"]
+        try:
+            if coerce(when, bool):
+                return True
+        except Invalid as e:
+            self.error(when.where, f"'when' {e.message}", "when: is true or false once the parameters are written in, "
+                       "e.g. when: \"${depth > 1}\" or when: $use_se")
+            return False
+        name = body.value.get("name")
+        if name is not None and isinstance(name.value, str):
+            scope.left_out[name.value] = when.where
+        return False
 
     def kind_layer(self, cls, args_node: Node, node: Node, scope: Scope) -> Optional[Layer]:
         """A layer of a registered kind, from its arguments' mapping."""
@@ -436,7 +455,7 @@ class _Parser:
         if count in values:
             try:
                 times = coerce(values[count], int)
-                Range(1, MAX_LAYERS).check(times)
+                Range(0, MAX_LAYERS).check(times)
             except Invalid as e:
                 self.error(values[count].where, f"'{count}' {e.message}", e.hint)
                 return None
@@ -476,8 +495,10 @@ class _Parser:
         if values is None or common is None:
             return None
         name, inputs, rounding, trainable = common
+        before = len(self.problems)
         layers = substituted(block.layers, values, self.problems, keep=(INDEX,))
         if layers is None:
+            self.hits.add(kind, name, node.where, self.problems[before:])
             return None
         inner = Scope(name, scope, f"block '{kind}' (used as '{name}')")
         # inside a block, `input` is the use's (first) input; declared inputs are the use's, in order
@@ -485,11 +506,13 @@ class _Parser:
             inner.names[local] = inputs[i] if inputs and inputs[i] != PREVIOUS else inner.names["input"]
         self.expanding.append(kind)
         self.names.building.add(name)
+        before = len(self.problems)
         try:
             children = self.sequence(layers, inner)
         finally:
             self.expanding.pop()
             self.names.building.discard(name)
+            self.hits.add(kind, name, node.where, self.problems[before:])
         use = BlockUse(block=kind, values=tuple(sorted((k, frozen(v)) for k, v in values.items())), layers=children)
         return Layer(use, name, inputs, node.where, rounding, trainable)
 

@@ -229,6 +229,8 @@ class Generator:
             "rounding": {"enum": ["exact", "floor"],
                          "description": "exact (a fractional output size is an error) or floor (Keras's)"},
             "trainable": {"type": "boolean", "description": "false freezes the layer's weights (default true)"},
+            "when": {"anyOf": [{"type": "boolean"}, EXPRESSION],
+                     "description": "false leaves the layer out (e.g. when: \"${depth > 1}\"); reading it by name is an error"},
         }
         from ..parse.parser import COMMON_KEYS
         out = {}
