@@ -24,6 +24,7 @@ from ..layers.composite import BlockUse
 from .blocks import INDEX, BlockHits, frozen, parse_blocks, substituted, use_values
 from .names import NAME, Names, Scope
 from .sections import Data, Train, parse_sections
+from .shaped import reads_shape, shaped
 from .source import Node, load
 from .values import MAX_UNKNOWN, coerce, did_you_mean, parse_fields
 
@@ -354,6 +355,8 @@ class _Parser:
         if common is None:
             return None
         name, inputs, rounding, trainable = common
+        if reads_shape(args_node, COMMON_KEYS + _layer_fields(cls)):   # `${in.channels // 2}`: made when the walkers reach it (shaped.py)
+            return self.shaped_layer(cls, args_node, node, name, (inputs, rounding, trainable))
         child_scope = Scope(name, scope, f"{cls.kind} '{name}'")   # inside a composite, `input` is its input
         before = len(self.problems)
         repeats = _repeats(cls)
@@ -384,6 +387,20 @@ class _Parser:
             except Invalid as e:
                 self.error(args_node.where, f"{cls.kind} '{name}': {e.message}", e.hint)
                 return None
+        self.names.parts[name] = args.parts()
+        return Layer(args, name, inputs, node.where, rounding, trainable)
+
+    def shaped_layer(self, cls, args_node: Node, node: Node, name: str, common: tuple) -> Optional[Layer]:
+        """A layer whose own arguments read the incoming tensor's shape; not a composite's, nor
+        an argument naming a layer or a file."""
+        inputs, rounding, trainable = common
+        if _layer_fields(cls) or cls.refs or _files(cls):
+            self.error(reads_shape(args_node, COMMON_KEYS + _layer_fields(cls))[0].where, f"{cls.kind}'s arguments cannot read the incoming "
+                       "shape (in.…)", "use in.height, in.width and in.channels in the arguments of the layers inside it")
+            return None
+        args = shaped(cls, args_node, COMMON_KEYS, self.problems)
+        if args is None:
+            return None
         self.names.parts[name] = args.parts()
         return Layer(args, name, inputs, node.where, rounding, trainable)
 
