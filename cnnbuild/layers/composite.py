@@ -207,7 +207,9 @@ class Repeat(Kind):
         return f"{name}_{index + 1}_input"
 
     def drawing(self, layer, view):
-        """Its copies in a frame (one, with the count, when they are drawn alike)."""
+        """Its copies in a frame (one, with the count, when they are drawn alike); a box for none."""
+        if not self.copies:
+            return view.box(layer)
         return view.repeated(layer, [(self.copy_input(layer.name, i), copy) for i, copy in enumerate(self.copies)])
 
     def infer(self, ins, ctx):
