@@ -226,7 +226,7 @@ def test_times_zero_builds_as_the_identity(tmp_path):
 def test_reading_a_left_out_layer_says_so(tmp_path):
     found = errors(spec(textwrap.dedent(OPTIONAL) + "  - add: {with: [gate]}\n", tmp_path))
     assert [(f[0], f[1]) for f in found] == [(9, 17)]
-    assert "layer 'gate' is left out: its when: is false" in found[0][2] and ":6:" in found[0][2]
+    assert "layer 'gate' is left out: its when: (line 6, column 53) is false" in found[0][2]
 
 
 # ── shape expressions ───────────────────────────────────────────────────────────────────────

@@ -107,7 +107,7 @@ class Names:
         target = scope.resolve(ref)
         gone = scope.left_out_at(ref) if target is None else None
         if gone is not None:
-            self.error(where, f"layer '{ref}' is left out: its when: is false ({gone.file}:{gone.line}:{gone.column})",
+            self.error(where, f"layer '{ref}' is left out: its when: (line {gone.line}, column {gone.column}) is false",
                        f"give this layer the same when:, or read another layer than '{ref}'")
             return None
         if target is None and self.owners.get(ref):   # it exists, but inside a composite this one is not in

@@ -103,12 +103,26 @@ def apply_params(root: Node, variant: Optional[str], settings, problems: list) -
     return out, Chosen(tuple(values.items()), variant), recorded
 
 
+class _Others:
+    """Every name but the spec's parameters: inside a block, a name that is not the spec's is
+    left for the block's own pass (its parameters, `$index`), which reports it if unknown there."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __contains__(self, name):
+        return name not in self.values
+
+    def __iter__(self):
+        return iter(())
+
+
 def _block(body: Node, values: dict, problems: list) -> Node:
     """A block with the spec's parameters written in, but those it declares itself (its own win)."""
     own = _params(body.value.get("params"), []) if body.is_map and body.value.get("params") is not None \
         and body.value["params"].is_map else {}
     outer = {k: v for k, v in values.items() if k not in own}
-    return substituted(body, outer, problems, keep=(INDEX, *own)) or body
+    return substituted(body, outer, problems, keep=_Others(outer)) or body
 
 
 def _variant(node: Optional[Node], name: Optional[str], params: dict, problems: list) -> dict:

@@ -260,6 +260,23 @@ def _folder(file: str) -> str:
     return str(Path(file).resolve().parent) if file and not file.startswith("<") else str(Path.cwd())
 
 
+def _wanted(body: Node, scope: Scope, problems: list) -> bool:
+    """A layer's `when:` (true or false, once its parameters are written in): false leaves
+    the layer out, and its `name:` is remembered so that reading it is an error that says so."""
+    when = body.value["when"]
+    try:
+        if coerce(when, bool):
+            return True
+    except Invalid as e:
+        problems.append(Problem(when.where, f"'when' {e.message}", "when: is true or false once the parameters are "
+                                "written in, e.g. when: \"${depth > 1}\" or when: $use_se"))
+        return False
+    name = body.value.get("name")
+    if name is not None and isinstance(name.value, str):
+        scope.left_out[name.value] = when.where
+    return False
+
+
 class _Parser:
     def __init__(self, file, blocks, problems, reading=()):
         self.file, self.blocks, self.problems = file, blocks, problems
@@ -313,7 +330,7 @@ class _Parser:
             self.error(node.where, "a layer is a one-key mapping `kind: {arguments}` or a bare kind like `flatten`",
                        "e.g. `- conv: {filters: 6, kernel: 5}`")
             return None
-        if body.is_map and "when" in body.value and not self.wanted(body, scope):
+        if body.is_map and "when" in body.value and not _wanted(body, scope, self.problems):
             return None
         if kind in self.blocks:
             return self.block_use(kind, body, node, scope)
@@ -332,22 +349,6 @@ class _Parser:
                 return None
             args_node = Node({cls.main: body}, body.where, {cls.main: body.where})
         return self.kind_layer(cls, args_node, node, scope)
-
-    def wanted(self, body: Node, scope: Scope) -> bool:
-        """A layer's `when:` (true or false, once its parameters are written in): false leaves
-        the layer out, and its `name:` is remembered so that reading it is an error that says so."""
-        when = body.value["when"]
-        try:
-            if coerce(when, bool):
-                return True
-        except Invalid as e:
-            self.error(when.where, f"'when' {e.message}", "when: is true or false once the parameters are written in, "
-                       "e.g. when: \"${depth > 1}\" or when: $use_se")
-            return False
-        name = body.value.get("name")
-        if name is not None and isinstance(name.value, str):
-            scope.left_out[name.value] = when.where
-        return False
 
     def kind_layer(self, cls, args_node: Node, node: Node, scope: Scope) -> Optional[Layer]:
         """A layer of a registered kind, from its arguments' mapping."""
