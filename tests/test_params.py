@@ -330,3 +330,15 @@ def test_a_problem_in_a_block_is_said_once_with_its_uses(tmp_path):
     found = errors(spec(text, tmp_path))
     assert len(found) == 1 and found[0][:2] == (6, 31)
     assert "in 4 uses: 'unit_1' (line 7), 'unit_2' (line 7), 'unit_3' (line 7), 'last' (line 7)" in found[0][2]
+
+
+def test_a_gan_spec_takes_params_and_variants_too(tmp_path):
+    from conftest import ROOT
+    text = (ROOT / "tests" / "specs" / "gan" / "good" / "cgan_digits.yaml").read_text(encoding="utf-8")
+    text = text.replace("gan:\n  noise: 32", "params: {noise: 32, width: 32}\nvariants: {wide: {width: 64, noise: 16}}\n"
+                        "gan:\n  noise: $noise").replace("conv_transpose: {filters: 32,", "conv_transpose: {filters: $width,")
+    assert "$width" in text and "$noise" in text
+    loaded = cnnbuild.load_spec(spec(text, tmp_path), variant="wide")
+    assert loaded.gan.noise == 16 and dict(loaded.params) == {"noise": 16, "width": 64}
+    transpose = next(layer for layer in loaded.generator.layers if layer.kind == "conv_transpose")
+    assert transpose.args.filters == 64 and loaded.generator.input == (16 + 10,)
