@@ -24,11 +24,11 @@ from .families import load_spec, parse_spec, resolve_spec
 from .parse import Spec
 
 
-def _spec(spec, overrides=(), resolve=False):
-    """A spec object, or the path of a YAML file, loaded first."""
+def _spec(spec, overrides=(), resolve=False, variant=None):
+    """A spec object, or the path of a YAML file, loaded first (with `variant`, one of its variants)."""
     from . import families
     if isinstance(spec, (str, Path)):
-        return (resolve_spec if resolve else load_spec)(spec, overrides)
+        return (resolve_spec if resolve else load_spec)(spec, overrides, variant)
     families.of_spec(spec)
     return spec
 
@@ -57,11 +57,11 @@ def build_model(spec, report=None):
     return build(spec, report)
 
 
-def train_spec(spec, out=None, overrides=(), stdout=None):
-    """Train a spec (a path, resolved with `overrides`, or a spec from resolve_spec) into a run
-    folder; returns the final metrics. The spec and its data are checked first, without TensorFlow."""
+def train_spec(spec, out=None, overrides=(), stdout=None, variant=None):
+    """Train a spec (a path, resolved with `overrides` and `variant`, or a spec from resolve_spec)
+    into a run folder; returns the final metrics. The spec and its data are checked first, without TensorFlow."""
     from . import families
-    spec = _spec(spec, overrides, resolve=True)
+    spec = _spec(spec, overrides, resolve=True, variant=variant)
     family, checked = families.checked_for_training(spec)
     return family.train(spec, checked, out=out, stdout=stdout)
 

@@ -58,7 +58,10 @@ SPEC = arg("spec", help="the YAML spec (e.g. specs/lenet5.yaml)")
 BUDGET = (arg("--max-params", type=positive_int, help="refuse a model with more parameters than this"),
           arg("--max-memory", type=positive_int, metavar="BYTES",
               help="refuse a model whose activations for one image exceed this"))
-SETS = arg("--set", dest="sets", action="append", metavar="KEY=VALUE", help="override any spec value")
+SETS = arg("--set", dest="sets", action="append", metavar="KEY=VALUE",
+           help="override a spec parameter (--set width=0.5) or any spec value (--set train.epochs=3)")
+VARIANT = arg("--variant", metavar="NAME", help="read the spec with one of its variants: (named parameter values)")
+CHOOSING = (VARIANT, SETS)   # what chooses the spec's parameter values, on every command that reads a spec
 
 
 # ── what the commands call ─────────────────────────────────────────────────────────────────
@@ -68,7 +71,7 @@ def load(args, overrides=(), resolve=False):
     from . import families
     from .parse.overrides import settings
     overrides = list(overrides) + settings(getattr(args, "sets", None))
-    spec = (families.resolve_spec if resolve else families.load_spec)(args.spec, overrides)
+    spec = (families.resolve_spec if resolve else families.load_spec)(args.spec, overrides, getattr(args, "variant", None))
     family = families.of_spec(spec)
     return family, family.with_budget(spec, getattr(args, "max_params", None), getattr(args, "max_memory", None))
 
@@ -81,20 +84,28 @@ def check(args):
             raise
         from .check import Report     # under --json still one document: the problems, and the exit status
         problems = e.problems if isinstance(e, SpecError) else [Problem(Where(args.spec, 1, 1), e.message, e.hint)]
-        print(Report.unparsed(problems).json())
+        print(json.dumps(chosen(Report.unparsed(problems).to_json(), None), indent=2, ensure_ascii=False))
         if isinstance(e, UsageError):
             print(f"cnnbuild check: {e}", file=sys.stderr)
         return e
-    return family.check(spec, files_only=True)
+    return family.check(spec, files_only=True), spec
 
 
-def show_check(checked, args) -> int:
+def chosen(document: dict, spec) -> dict:
+    """The check's document with the spec parameters' values it used (`spec_params`: "params"
+    is the parameter count) and the variant named; null for a spec that did not parse."""
+    return document | {"spec_params": dict(spec.params) if spec is not None else None,
+                       "variant": spec.variant if spec is not None else None}
+
+
+def show_check(result, args) -> int:
+    checked, spec = result if isinstance(result, tuple) else (result, None)
     if isinstance(checked, Failure):
         return checked.status
     if isinstance(checked, SpecError):
         return 1
     if args.json:
-        print(json.dumps(checked.document(), indent=2, ensure_ascii=False))
+        print(json.dumps(chosen(checked.document(), spec), indent=2, ensure_ascii=False))
         return 0 if checked.valid else 1
     print(checked.table())
     for w in checked.warnings:
@@ -333,14 +344,14 @@ def show_metrics(metrics, args) -> int:
 
 COMMANDS = {
     "check": Command("check a spec without TensorFlow: shapes, rules, parameters, MACs, receptive fields",
-                     (SPEC, arg("--json", action="store_true", help="print one JSON document"), *BUDGET),
+                     (SPEC, arg("--json", action="store_true", help="print one JSON document"), *CHOOSING, *BUDGET),
                      check, show_check),
     "summary": Command("build the Keras model and print the static table beside Keras's summary",
-                       (SPEC, *BUDGET), summary, show_status),
+                       (SPEC, *CHOOSING, *BUDGET), summary, show_status),
     "train": Command("train a spec's model on its data; resumes an unfinished run folder", (
         SPEC, arg("--out", help="run folder (default runs/NAME/)"),
         arg("--epochs", type=int, help="override train.epochs"),
-        arg("--data", help="override data.source (digits, shapes, a directory, an .npz file, …)"), SETS,
+        arg("--data", help="override data.source (digits, shapes, a directory, an .npz file, …)"), *CHOOSING,
         arg("--tensorboard", action="store_true",
             help="write TensorBoard event files in RUN/tensorboard/ (train.tensorboard: true)"), *BUDGET),
         train, show_metrics, runs=True),
@@ -395,7 +406,7 @@ COMMANDS = {
         evaluate, show_evaluated),
     "draw": Command("draw the architecture as SVG or PNG (pure Python)", (
         SPEC, arg("--out", help="FILE.svg or FILE.png (default NAME.svg; of a GAN spec, FILE_generator.svg and "
-                                "FILE_discriminator.svg)")), draw, show_status),
+                                "FILE_discriminator.svg)"), *CHOOSING), draw, show_status),
     "schema": Command("print the JSON Schema of the spec language (for editors)", (), schema, show_status),
     "compare": Command("compare specs: parameters, MACs, activation memory, receptive field; with --epochs, "
                        "validation accuracy against compute (CSV and chart)", (

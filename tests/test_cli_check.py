@@ -28,7 +28,7 @@ FLOORED = "name: floored\ninput: [7, 7, 1]\nrounding: floor\nlayers:\n  - conv: 
 BROKEN = "name: broken\ninput: [7, 7, 1]\nlayers:\n  - conv: {filters: 2, kernel: 3, stride: 3}\n  - conv: {filters: 2, kernel: 1, stride: 2}\n"
 UNPARSABLE = "name: unparsable\ninput: [8, 8]\nlayers:\n  - conv: {filters: 2, kernel_size: 3}\n"
 
-TOP_KEYS = {"name", "valid", "input", "output", "params", "trainable_params", "non_trainable_params", "macs",
+TOP_KEYS = {"name", "valid", "input", "output", "params", "spec_params", "variant", "trainable_params", "non_trainable_params", "macs",
             "activation_bytes", "layers", "errors", "warnings"}
 LAYER_KEYS = {"path", "name", "kind", "input", "output", "params", "trainable_params", "non_trainable_params", "macs",
               "rule", "receptive_field", "children"}

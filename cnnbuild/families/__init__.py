@@ -67,13 +67,13 @@ def checked_for_training(spec) -> tuple:
     return family, checked
 
 
-def _parse(root, overrides, keep=False):
+def _parse(root, overrides, keep=False, variant=None):
     """The family's spec of a tree; its `search:` section (cnnbuild tune's) checked and set
     aside first, so every family reads the spec it describes (parse/search.py)."""
     from ..parse import parse_tree
     _search_of(root)
     family = of_tree(root)
-    return parse_tree(root, overrides, family.parse, keep)
+    return parse_tree(root, overrides, family.parse, keep, variant)
 
 
 def _search_of(root) -> tuple:
@@ -95,23 +95,24 @@ def search_space(path) -> tuple:
     return _search_of(read_tree(path))
 
 
-def load_spec(path, overrides=()):
-    """A spec file of any family → its spec (validated), or SpecError with every problem."""
+def load_spec(path, overrides=(), variant=None):
+    """A spec file of any family → its spec (validated), or SpecError with every problem.
+    `variant`: one of its `variants:` (parameter values), by name."""
     from ..parse import read_tree
-    return _parse(read_tree(path), overrides)
+    return _parse(read_tree(path), overrides, variant=variant)
 
 
-def parse_spec(text: str, name: str = "<spec>", overrides=()):
+def parse_spec(text: str, name: str = "<spec>", overrides=(), variant=None):
     from ..parse import text_tree
-    return _parse(text_tree(text, name), overrides)
+    return _parse(text_tree(text, name), overrides, variant=variant)
 
 
-def resolve_spec(path, overrides=()):
+def resolve_spec(path, overrides=(), variant=None):
     """The spec as a run trains it: shorthands written out, file references absolute (parse/load.py)."""
     from ..parse import read_tree, resolved_tree
     family = of_tree(read_tree(path))
     root, overrides = resolved_tree(path, overrides, family.optimizers, family.spec_files)
-    return _parse(root, overrides, keep=True)
+    return _parse(root, overrides, keep=True, variant=variant)
 
 
 def spec_schema() -> dict:

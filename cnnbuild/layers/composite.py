@@ -7,7 +7,7 @@ from typing import Literal, Optional, Union
 
 from ..records import record
 from ..errors import Invalid
-from ..fields import Branches, Fraction01, Layers, PositiveInt
+from ..fields import Branches, Fraction01, Layers, NonNegativeInt
 from .base import Activation, Kind, Layer, Out, output_activation, own_activation, part_name, register
 from .conv import Conv
 from .keras_parts import activation_layer
@@ -174,11 +174,12 @@ class Repeat(Kind):
     and `$index` (1, 2, …) may be used in the layers.
 
     Attributes:
-      times: how many repetitions.
-      layers: the layers repeated.
+      times: how many repetitions; 0 passes the input through (EfficientNet-B0's stages of
+        one block from the spec that scales them: `times: ${round(depth * 2) - 1}`).
+      layers: the layers repeated (not read when times is 0).
     """
 
-    times: PositiveInt
+    times: NonNegativeInt
     layers: Layers
     # not a YAML argument: the spec parser reads `layers` once per repetition (`times` of them,
     # `$index` = 1, 2, …, each with its own names) into `copies`, as the `repeats` marker says
@@ -190,6 +191,11 @@ class Repeat(Kind):
     def label(self):
         return f"repeat ×{self.times}"
 
+    @property
+    def keeps_range(self):
+        """No copies: the input passes through, so what it came from is what the output came from."""
+        return not self.copies
+
     def output_activation(self):
         return output_activation(self.copies[-1]) if self.copies else None
 
@@ -199,7 +205,9 @@ class Repeat(Kind):
         return f"{name}_{index + 1}_input"
 
     def drawing(self, layer, view):
-        """Its copies in a frame (one, with the count, when they are drawn alike)."""
+        """Its copies in a frame (one, with the count, when they are drawn alike); a box for none."""
+        if not self.copies:
+            return view.box(layer)
         return view.repeated(layer, [(self.copy_input(layer.name, i), copy) for i, copy in enumerate(self.copies)])
 
     def infer(self, ins, ctx):
@@ -209,7 +217,7 @@ class Repeat(Kind):
             x = ctx.run(copy, x, f"[{i + 1}]")
             if x is None:
                 return None
-        return Out(x.shape, f"× {self.times}", merged=[x])
+        return Out(x.shape, f"× {self.times}" if self.copies else "× 0: the input passes through", merged=[x])
 
     def build(self, ins, ctx):
         x = ins[0]

@@ -11,7 +11,7 @@ from typing import ClassVar, Literal, Optional, Union
 
 from . import shapes
 from ..errors import Invalid
-from ..fields import Padding, Pair, PositiveInt
+from ..fields import NonNegativePair, Padding, Pair, PositiveInt
 from .base import (Activation, Initializer, Kind, Out, PaddingMode, need_spatial, own_activation, part_name, register,
                    window)
 from .core import BatchNorm, batchnorm_extra, batchnorm_of
@@ -245,13 +245,24 @@ class ConvTranspose(Convolution):
       filters: output channels.
       kernel, stride: F and S; stride 2 doubles the size.
       padding: 'valid' or 'same' (Keras's two).
+      output_padding: rows and columns added at the far edge, each less than the stride
+        (Keras's): the output is then (N − 1)·S + F + p ('valid') or (N − 1)·S + F mod 2 + p
+        ('same'), to reach a size the forward convolution came from (7 → 14 with p = 1).
       dilation, activation, bias, batchnorm, initializer: as for conv.
     """
 
     filters: PositiveInt
     kernel: Pair = (2, 2)
     padding: Literal["valid", "same"] = "valid"
+    output_padding: Optional[NonNegativePair] = None
     main = "filters"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.output_padding is not None and any(p >= s for p, s in zip(self.output_padding, self.stride)):
+            raise Invalid(f"output_padding {list(self.output_padding)} must be less than the stride {list(self.stride)} "
+                          "on each axis (Keras's rule)", f"use at most {[s - 1 for s in self.stride]}, or a larger stride",
+                          "output_padding")
     keras_names = ("Conv2DTranspose",)
 
     def upsampling(self):
@@ -262,27 +273,34 @@ class ConvTranspose(Convolution):
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "conv_transpose")
-        oh = shapes.transpose_output(h, self.kernel[0], self.stride[0], self.padding, self.dilation[0])
-        ow = shapes.transpose_output(w, self.kernel[1], self.stride[1], self.padding, self.dilation[1])
+        extra = self.output_padding or (None, None)
+        oh = shapes.transpose_output(h, self.kernel[0], self.stride[0], self.padding, self.dilation[0], extra[0])
+        ow = shapes.transpose_output(w, self.kernel[1], self.stride[1], self.padding, self.dilation[1], extra[1])
         kh, kw = self.kernel
-        if self.padding == "same":
+        f = shapes.effective_kernel(kh, self.dilation[0])
+        if self.output_padding is not None:
+            rule = (f"({h} − 1)·{self.stride[0]} + {f if self.padding == 'valid' else f'{f} mod 2'} + "
+                    f"{self.output_padding[0]} = {oh}")
+        elif self.padding == "same":
             rule = f"same: {h}·{self.stride[0]} = {oh}"
         else:
             rule = f"{h}·{self.stride[0]} + max({shapes.effective_kernel(kh, self.dilation[0])} − {self.stride[0]}, 0) = {oh}"
         params = kh * kw * c * self.filters + (self.filters if self.bias else 0)
         bn, bn_frozen = batchnorm_extra(self.filters, self.batchnorm)
         return Out((oh, ow, self.filters), rule + self.spread_note(), params + bn, bn_frozen, h * w * c * self.filters * kh * kw,
-                   upsample=self.stride, taps=self.taps())
+                   upsample=self.stride, taps=self.taps((h, w), (oh, ow)))
 
-    def taps(self) -> tuple:
+    def taps(self, sizes, outputs) -> tuple:
         """Per axis (kernel, dilation, top or left): output o reads input i where i·S = o + top − k·D.
-        With 'same', Keras crops (F_eff − S) // 2 rows before, as the forward convolution pads."""
-        return tuple((k, d, max(shapes.effective_kernel(k, d) - s, 0) // 2 if self.padding == "same" else 0)
-                     for k, d, s in zip(self.kernel, self.dilation, self.stride))
+        With 'same', Keras crops the rows the forward convolution from the output's size would
+        pad before: ((N − 1)·S + F_eff − out) // 2 ((F_eff − S) // 2 without output_padding)."""
+        return tuple((k, d, max((n - 1) * s + shapes.effective_kernel(k, d) - o, 0) // 2 if self.padding == "same" else 0)
+                     for k, d, s, n, o in zip(self.kernel, self.dilation, self.stride, sizes, outputs))
 
     def spread_note(self) -> str:
         return "; RF the largest over positions" if tuple(self.stride) != (1, 1) else ""
 
     def build(self, ins, ctx):
         return self.keras_convolution(ctx.keras.layers.Conv2DTranspose, ins[0], ctx, self.padding, filters=self.filters,
-                                      kernel_initializer=keras_initializer(ctx, self.initializer))
+                                      kernel_initializer=keras_initializer(ctx, self.initializer),
+                                      output_padding=self.output_padding)

@@ -61,15 +61,24 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2
 
 
-def transpose_output(size: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> int:
-    """Transposed convolution, as Keras computes it (output_padding unset).
+def transpose_output(size: int, kernel: int, stride: int, padding: str, dilation: int = 1,
+                     output_padding: int | None = None) -> int:
+    """Transposed convolution, as Keras computes it (keras/src/backend/common/backend_utils.py,
+    `_get_output_shape_given_tf_padding`): unset output_padding, 'valid' → N·S + max(F − S, 0),
+    'same' → N·S; with output_padding p, 'valid' → (N − 1)·S + F + p, 'same' → (N − 1)·S + F mod 2 + p
+    (F dilated).
 
     >>> transpose_output(7, 3, 2, 'valid'), transpose_output(7, 3, 2, 'same')
     (15, 14)
+    >>> transpose_output(8, 2, 3, 'same', output_padding=2)    # Keras's conv_transpose_test: 8 → 23
+    23
     """
+    f = effective_kernel(kernel, dilation)
+    if output_padding is not None:
+        return (size - 1) * stride + (f if padding == "valid" else f % 2) + output_padding
     if padding == "same":
         return size * stride
-    return size * stride + max(effective_kernel(kernel, dilation) - stride, 0)
+    return size * stride + max(f - stride, 0)
 
 
 def floor_drop(size: int, kernel: int, stride: int, pad_total: int, dilation: int = 1) -> int:

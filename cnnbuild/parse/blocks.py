@@ -169,3 +169,30 @@ def substituted(node: Node, values: dict, problems: list, keep) -> Optional[Node
         return copy.copy(n)
     out = walk(node)
     return out if len(problems) == before else None
+
+
+class BlockHits:
+    """Which uses of a block ran into each problem found inside it, so that a typo in a block
+    used seven times is said once, with the seven uses listed."""
+
+    def __init__(self):
+        self.hits: dict = {}   # problem → (the innermost block it is in, its uses: "'b2' (line 14)")
+
+    def add(self, kind: str, name: str, where: Where, problems) -> None:
+        """The use `name` (at `where`) of block `kind` ran into `problems`."""
+        for problem in problems:
+            block, uses = self.hits.setdefault(problem, (kind, []))
+            if block == kind:
+                uses.append(f"'{name}' (line {where.line})")
+
+    def merged(self, problems) -> list:
+        """The problems, each once; one hit by several uses of a block says which."""
+        out = []
+        for problem in dict.fromkeys(problems):
+            block, uses = self.hits.get(problem, ("", []))
+            if len(uses) > 1:
+                listed = ", ".join(uses[:8]) + (f" and {len(uses) - 8} more" if len(uses) > 8 else "")
+                problem = Problem(problem.where, f"{problem.message} (in block '{block}', in {len(uses)} uses: {listed})",
+                                  problem.hint, problem.layer)
+            out.append(problem)
+        return out

@@ -14,10 +14,18 @@ import re
 from ..errors import Invalid
 
 # `**` is read as one token only to say it is not supported (rather than stumble on its second `*`)
-_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|(\*\*|//|[-+*/%(),]))")
+_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)|(\*\*|//|<=|>=|==|!=|[-+*/%(),<>]))")
+# a name, or a dotted one (`in.channels`): whole words, so `channels` is never replaced inside `in.channels`
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?")
 _REFERENCE = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 MAX_TEXT = 200
 OPERATORS = "+ - * / // % and ( )"
+# The incoming tensor's shape, read by a layer's own arguments (`filters: ${in.channels // 2}`):
+# known only when the check (or the builder) reaches the layer, so every pass before keeps them.
+SHAPE_NAMES = ("in.height", "in.width", "in.channels")
+SHAPE = "in."
+COMPARISONS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+               ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
 
 
 def make_divisible(value, divisor, min_value=None):
@@ -44,7 +52,7 @@ FUNCTIONS = {
     "min": (1, 16, min),
     "max": (1, 16, max),
 }
-GRAMMAR = f"use numbers, names, {OPERATORS}, and the functions {', '.join(FUNCTIONS)}"
+GRAMMAR = f"use numbers, names, {OPERATORS}, the comparisons {' '.join(COMPARISONS)}, and the functions {', '.join(FUNCTIONS)}"
 LIMIT = 10**12
 
 
@@ -66,6 +74,8 @@ def evaluate(text: str, values: dict):
     (72, 0.1)
     >>> evaluate("max(1, round(r * 2.5))", {"r": 3})
     8
+    >>> evaluate("depth > 1", {"depth": 2}), evaluate("in.channels // 2", {"in.channels": 64})
+    (True, 32)
     """
     if len(text) > MAX_TEXT:
         raise Invalid(f"expression is longer than {MAX_TEXT} characters", "write the number itself, or a shorter expression")
@@ -81,7 +91,7 @@ def evaluate(text: str, values: dict):
         raise Invalid(f"'**' (a power) is not supported in '${{{text}}}': the operators are {OPERATORS}",
                       "write a power as a product, e.g. ${c * c} for c ** 2")
     parser = _Parser(tokens, values, text)
-    result = parser.sum()
+    result = parser.comparison()
     if parser.i != len(tokens):
         raise Invalid(f"unexpected '{tokens[parser.i]}' in '${{{text}}}'", GRAMMAR)
     if not abs(result) < 10**18:   # as source.py's MAX_INT_DIGITS for a number written out; also inf and nan
@@ -100,6 +110,14 @@ class _Parser:
         token = self.peek()
         self.i += 1
         return token
+
+    def comparison(self):
+        """A sum, or two sums compared (true or false: for `when:`)."""
+        value = self.sum()
+        if self.peek() in COMPARISONS:
+            op = self.take()
+            value = COMPARISONS[op](value, self.sum())
+        return value
 
     def sum(self):
         value = self.product()
@@ -142,7 +160,7 @@ class _Parser:
         if token is None:
             raise Invalid(f"'${{{self.text}}}' ends too early", "complete the expression, e.g. ${filters * 2}")
         if token == "(":
-            value = self.sum()
+            value = self.comparison()
             if self.take() != ")":
                 raise Invalid(f"missing ')' in '${{{self.text}}}'", "close every '(' with ')'")
             return value
@@ -157,6 +175,9 @@ class _Parser:
             return value
         if not (token[0].isalpha() or token[0] == "_"):   # an operator where a number belongs
             raise Invalid(f"unexpected '{token}' in '${{{self.text}}}'", GRAMMAR)
+        if token.startswith(SHAPE):
+            raise Invalid(f"unknown shape name '{token}' in '${{{self.text}}}'",
+                          f"the incoming tensor's shape is {', '.join(SHAPE_NAMES)}")
         raise Invalid(f"unknown parameter '{token}' in '${{{self.text}}}'", _known(self.values, token))
 
     def call(self, function):
@@ -215,8 +236,9 @@ def substitute(text: str, values: dict, keep=()):
 
 
 def _later(expr, values, keep) -> bool:
-    """Does `expr` name a parameter of a later pass (`index` inside a block's repeat)?"""
-    return any(re.search(rf"\b{k}\b", expr) for k in keep if k not in values)
+    """Does `expr` name a parameter of a later pass (`index` inside a block's repeat, or the
+    incoming tensor's shape, `in.channels`, known only when the layer is checked)?"""
+    return any(word not in values and (word in keep or word.startswith(SHAPE)) for word in _WORD.findall(expr))
 
 
 def _partial(expr, values):
@@ -225,6 +247,8 @@ def _partial(expr, values):
 
     >>> _partial("index * filters + 1", {"filters": 16})
     '${index * 16 + 1}'
+    >>> _partial("in.channels // ratio", {"ratio": 4, "channels": 8})
+    '${in.channels // 4}'
     """
     def value(m):
         word = m.group(0)
@@ -235,4 +259,4 @@ def _partial(expr, values):
             raise Invalid(f"'{word}' is {number!r}, not a number, so it cannot be used in arithmetic",
                           f"give '{word}' a number, or use it alone as ${word}")
         return f"({number})" if number < 0 else str(number)
-    return "${" + re.sub(r"[A-Za-z_][A-Za-z0-9_]*", value, expr) + "}"
+    return "${" + _WORD.sub(value, expr) + "}"

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 
 from . import overrides as edits
-from ..errors import Problem
+from ..errors import Problem, SpecError
+from .params import apply_params, split_settings
 from .parser import Spec, from_node
 from .source import Node, load, parse_text
 
@@ -44,23 +45,34 @@ def resolved_tree(path, overrides=(), optimizers=(), spec_files=()) -> tuple:
     return root, overrides
 
 
-def parse_tree(root: Node, overrides, parse=from_node, keep: bool = False):
-    """The overrides applied to `root`, then `parse(root, resolved=…, problems=…)`: a spec, or
-    SpecError with every problem. `keep`: the spec carries the tree as parsed (`resolved`)."""
+def parse_tree(root: Node, overrides, parse=from_node, keep: bool = False, variant=None):
+    """The overrides applied to `root`, its parameters written in (params.py: `variant` and
+    `--set NAME=VALUE` choose their values), then `parse(root, resolved=…, problems=…)`: a
+    spec, or SpecError with every problem. `keep`: the spec carries the tree as parsed
+    (`resolved`, with the parameters' values); the spec records the values it was read with."""
     problems: list[Problem] = []
+    settings, overrides = split_settings(root, overrides or (), problems)
     if root.is_map:
-        for dotted, value in overrides or ():
+        for dotted, value in overrides:
             edits.apply(root, dotted, value, problems)
-    return parse(root, resolved=root.plain() if keep else None, problems=problems)
+    before = len(problems)
+    tree, chosen, recorded = apply_params(root, variant, settings, problems)
+    if len(problems) > before:    # the parser would only trip over the `$name`s left in
+        raise SpecError(problems)
+    resolved = (recorded if recorded is not None else root.plain()) if keep else None
+    spec = parse(tree, resolved=resolved, problems=problems)
+    if chosen.values or chosen.variant:
+        spec = dataclasses.replace(spec, params=chosen.values, variant=chosen.variant)
+    return spec
 
 
-def load_spec(path, overrides=()) -> Spec:
+def load_spec(path, overrides=(), variant=None) -> Spec:
     """A classifier's spec file → Spec (cnnbuild.load_spec reads any family's)."""
-    return parse_tree(read_tree(path), overrides)
+    return parse_tree(read_tree(path), overrides, variant=variant)
 
 
-def parse_spec(text: str, name: str = "<spec>", overrides=()) -> Spec:
-    return parse_tree(text_tree(text, name), overrides)
+def parse_spec(text: str, name: str = "<spec>", overrides=(), variant=None) -> Spec:
+    return parse_tree(text_tree(text, name), overrides, variant=variant)
 
 
 def with_budget(spec: Spec, max_params=None, max_memory=None) -> Spec:

@@ -25,6 +25,7 @@ class Scope:
         self.names: dict[str, str] = {"input": self.qualify("input")}   # local → unique; `input` is this list's input
         self.counts: dict[str, int] = {}    # kind → the last number given to an automatic name (conv_3)
         self.reserved: set[str] = set()     # names given with `name:` anywhere in its lists: automatic ones avoid them
+        self.left_out: dict = {}            # local name → where the `when:` that left the layer out is
 
     def qualify(self, local: str) -> str:
         return f"{self.prefix}_{local}" if self.prefix else local
@@ -34,6 +35,15 @@ class Scope:
         while scope:
             if local in scope.names:
                 return scope.names[local]
+            scope = scope.parent
+        return None
+
+    def left_out_at(self, local: str):
+        """Where the false `when:` is that left out a layer named `local` here (None if none did)."""
+        scope = self
+        while scope:
+            if local in scope.left_out and local not in scope.names:
+                return scope.left_out[local]
             scope = scope.parent
         return None
 
@@ -95,6 +105,11 @@ class Names:
     def reference(self, ref: str, where, scope: Scope, exclude=None):
         """The unique name `ref` means here, or None (with the problem reported)."""
         target = scope.resolve(ref)
+        gone = scope.left_out_at(ref) if target is None else None
+        if gone is not None:
+            self.error(where, f"layer '{ref}' is left out: its when: (line {gone.line}, column {gone.column}) is false",
+                       f"give this layer the same when:, or read another layer than '{ref}'")
+            return None
         if target is None and self.owners.get(ref):   # it exists, but inside a composite this one is not in
             owners = " and ".join(self.owners[ref])
             self.error(where, f"no layer named '{ref}' here: '{ref}' is local to {owners}",

@@ -21,16 +21,17 @@ from ..fields import BranchList, LayerList, Range
 from ..layers import REGISTRY
 from ..layers.base import Layer
 from ..layers.composite import BlockUse
-from .blocks import INDEX, frozen, parse_blocks, substituted, use_values
+from .blocks import INDEX, BlockHits, frozen, parse_blocks, substituted, use_values
 from .names import NAME, Names, Scope
 from .sections import Data, Train, parse_sections
+from .shaped import reads_shape, shaped
 from .source import Node, load
 from .values import MAX_UNKNOWN, coerce, did_you_mean, parse_fields
 
 PREVIOUS = ""              # in Layer.inputs: the previous layer's output
 MAX_LAYERS = 5_000         # after blocks and repeats are expanded; ResNet-152 has ~500, DenseNet-264 ~800
 MAX_NESTING = 50           # layer lists inside composites and blocks; the zoo nests 3 deep (block → residual → body)
-COMMON_KEYS = ("name", "inputs", "with", "rounding", "trainable")
+COMMON_KEYS = ("name", "inputs", "with", "rounding", "trainable", "when")
 
 
 
@@ -82,6 +83,8 @@ class Spec:
     data: Data = Data()          # typed sections (sections.py); defaults when absent
     augment: tuple = ()
     train: Train = Train()
+    params: tuple = ()           # (name, value) pairs: the top-level parameters' values it was read with (params.py)
+    variant: Optional[str] = None
 
     def all_layers(self):
         """Every layer, composites' children included, in order."""
@@ -93,7 +96,8 @@ class Spec:
         return walk(self.layers)
 
 
-TOP_KEYS = ("name", "description", "input", "layers", "blocks", "rounding", "budget", "data", "augment", "train")
+TOP_KEYS = ("name", "description", "params", "variants", "input", "layers", "blocks", "rounding", "budget", "data",
+            "augment", "train")
 
 
 def from_node(root: Node, prefix: str = "", resolved: dict | None = None, problems=(), reading: tuple = (),
@@ -146,7 +150,7 @@ def from_node(root: Node, prefix: str = "", resolved: dict | None = None, proble
         parser.names.check_parts()
     data, augment, train = parse_sections(top, shape, problems)
     if problems:
-        raise SpecError(problems)
+        raise SpecError(parser.hits.merged(problems))
     return Spec(name=name, input=shape, layers=layers, file=file, rounding=rounding, budget=budget,
                 description=top["description"].value if "description" in top else "",
                 resolved=resolved or {}, where=root.where, data=data, augment=augment, train=train)
@@ -256,6 +260,23 @@ def _folder(file: str) -> str:
     return str(Path(file).resolve().parent) if file and not file.startswith("<") else str(Path.cwd())
 
 
+def _wanted(body: Node, scope: Scope, problems: list) -> bool:
+    """A layer's `when:` (true or false, once its parameters are written in): false leaves
+    the layer out, and its `name:` is remembered so that reading it is an error that says so."""
+    when = body.value["when"]
+    try:
+        if coerce(when, bool):
+            return True
+    except Invalid as e:
+        problems.append(Problem(when.where, f"'when' {e.message}", "when: is true or false once the parameters are "
+                                "written in, e.g. when: \"${depth > 1}\" or when: $use_se"))
+        return False
+    name = body.value.get("name")
+    if name is not None and isinstance(name.value, str):
+        scope.left_out[name.value] = when.where
+    return False
+
+
 class _Parser:
     def __init__(self, file, blocks, problems, reading=()):
         self.file, self.blocks, self.problems = file, blocks, problems
@@ -263,6 +284,7 @@ class _Parser:
         self.names = Names(problems)
         self.count = 0
         self.expanding: list[str] = []
+        self.hits = BlockHits()    # which uses of a block ran into each problem inside it
         self.nesting = 0           # how many layer lists enclose the one being parsed
         self.too_deep = False
 
@@ -308,6 +330,8 @@ class _Parser:
             self.error(node.where, "a layer is a one-key mapping `kind: {arguments}` or a bare kind like `flatten`",
                        "e.g. `- conv: {filters: 6, kernel: 5}`")
             return None
+        if body.is_map and "when" in body.value and not _wanted(body, scope, self.problems):
+            return None
         if kind in self.blocks:
             return self.block_use(kind, body, node, scope)
         cls = REGISTRY.get(kind)
@@ -332,6 +356,8 @@ class _Parser:
         if common is None:
             return None
         name, inputs, rounding, trainable = common
+        if reads_shape(args_node, COMMON_KEYS + _layer_fields(cls)):   # `${in.channels // 2}`: made when the walkers reach it (shaped.py)
+            return self.shaped_layer(cls, args_node, node, name, (inputs, rounding, trainable))
         child_scope = Scope(name, scope, f"{cls.kind} '{name}'")   # inside a composite, `input` is its input
         before = len(self.problems)
         repeats = _repeats(cls)
@@ -362,6 +388,20 @@ class _Parser:
             except Invalid as e:
                 self.error(args_node.where, f"{cls.kind} '{name}': {e.message}", e.hint)
                 return None
+        self.names.parts[name] = args.parts()
+        return Layer(args, name, inputs, node.where, rounding, trainable)
+
+    def shaped_layer(self, cls, args_node: Node, node: Node, name: str, common: tuple) -> Optional[Layer]:
+        """A layer whose own arguments read the incoming tensor's shape; not a composite's, nor
+        an argument naming a layer or a file."""
+        inputs, rounding, trainable = common
+        if _layer_fields(cls) or cls.refs or _files(cls):
+            self.error(reads_shape(args_node, COMMON_KEYS + _layer_fields(cls))[0].where, f"{cls.kind}'s arguments cannot read the incoming "
+                       "shape (in.…)", "use in.height, in.width and in.channels in the arguments of the layers inside it")
+            return None
+        args = shaped(cls, args_node, COMMON_KEYS, self.problems)
+        if args is None:
+            return None
         self.names.parts[name] = args.parts()
         return Layer(args, name, inputs, node.where, rounding, trainable)
 
@@ -433,7 +473,7 @@ class _Parser:
         if count in values:
             try:
                 times = coerce(values[count], int)
-                Range(1, MAX_LAYERS).check(times)
+                Range(0, MAX_LAYERS).check(times)
             except Invalid as e:
                 self.error(values[count].where, f"'{count}' {e.message}", e.hint)
                 return None
@@ -473,8 +513,10 @@ class _Parser:
         if values is None or common is None:
             return None
         name, inputs, rounding, trainable = common
+        before = len(self.problems)
         layers = substituted(block.layers, values, self.problems, keep=(INDEX,))
         if layers is None:
+            self.hits.add(kind, name, node.where, self.problems[before:])
             return None
         inner = Scope(name, scope, f"block '{kind}' (used as '{name}')")
         # inside a block, `input` is the use's (first) input; declared inputs are the use's, in order
@@ -482,11 +524,13 @@ class _Parser:
             inner.names[local] = inputs[i] if inputs and inputs[i] != PREVIOUS else inner.names["input"]
         self.expanding.append(kind)
         self.names.building.add(name)
+        before = len(self.problems)
         try:
             children = self.sequence(layers, inner)
         finally:
             self.expanding.pop()
             self.names.building.discard(name)
+            self.hits.add(kind, name, node.where, self.problems[before:])
         use = BlockUse(block=kind, values=tuple(sorted((k, frozen(v)) for k, v in values.items())), layers=children)
         return Layer(use, name, inputs, node.where, rounding, trainable)
 

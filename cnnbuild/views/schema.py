@@ -229,6 +229,8 @@ class Generator:
             "rounding": {"enum": ["exact", "floor"],
                          "description": "exact (a fractional output size is an error) or floor (Keras's)"},
             "trainable": {"type": "boolean", "description": "false freezes the layer's weights (default true)"},
+            "when": {"anyOf": [{"type": "boolean"}, EXPRESSION],
+                     "description": "false leaves the layer out (e.g. when: \"${depth > 1}\"); reading it by name is an error"},
         }
         from ..parse.parser import COMMON_KEYS
         out = {}
@@ -285,8 +287,10 @@ class Generator:
         top = {
             "name": {"type": "string", "pattern": NAME_PATTERN, "description": "the model's name (default: model)"},
             "description": {"type": "string", "description": "free text about the model"},
-            "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3,
-                      "description": "the image size: [height, width, channels], e.g. [32, 32, 3]"},
+            "input": {"type": "array", "items": any_of([{"type": "integer", "minimum": 1}, EXPRESSION]), "minItems": 3,
+                      "maxItems": 3, "description": "the image size: [height, width, channels], e.g. [32, 32, 3] "
+                                                    "or [$resolution, $resolution, 3]"},
+            **self.params_schema(),
             "layers": {"type": "array", "minItems": 1, "description": "the layers, first to last"},
             "blocks": self.blocks_schema(with_blocks),
             "rounding": {"enum": ["exact", "floor"], "default": "exact",
@@ -309,6 +313,18 @@ class Generator:
             "then": {"properties": {"layers": {"$ref": f"#/definitions/{with_blocks}"}}},
             "else": {"properties": {"layers": {"$ref": f"#/definitions/{plain}"}}},
             "definitions": self.definitions,
+        }
+
+    def params_schema(self) -> dict:
+        """The top-level `params:` and `variants:` (parse/params.py)."""
+        return {
+            "params": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN, "not": {"enum": ["index", "in"]}},
+                       "additionalProperties": ANY_VALUE,
+                       "description": "the spec's parameters: name → default (any value; it may use earlier "
+                                      "parameters), or `required`; used anywhere as $name or ${expression}"},
+            "variants": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+                         "additionalProperties": {"type": "object", "additionalProperties": ANY_VALUE},
+                         "description": "named sets of parameter values, chosen with --variant NAME"},
         }
 
     def blocks_schema(self, layers: str) -> dict:

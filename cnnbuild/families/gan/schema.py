@@ -43,7 +43,7 @@ def gan_spec_schema(generator, spec: dict) -> dict:
         # what each network may hold depends on the top level's blocks: below
         "generator": {"description": "G(z): the network making images from noise; inline or a spec file's path"},
         "discriminator": {"description": "D(x): the network scoring images as real; inline or a spec file's path"},
-        "blocks": top["blocks"], "data": top["data"], "augment": top["augment"],
+        "params": top["params"], "variants": top["variants"], "blocks": top["blocks"], "data": top["data"], "augment": top["augment"],
         "train": {"anyOf": [{"$ref": "#/definitions/GanTrain"}, {"type": "null"}],
                   "description": "epochs, batch size, seed, …; the optimizers and the loss are in gan:"},
     }

@@ -92,13 +92,15 @@ class GanSpec:
     augment: tuple = ()
     train: Train = Train()
     places: dict = field(default_factory=dict, compare=False)   # key path ('gan.classes', 'discriminator.input', …) → Where
+    params: tuple = ()           # (name, value) pairs: the top-level parameters' values (parse/params.py)
+    variant: Optional[str] = None
 
     def place(self, path: str) -> Where:
         """Where the spec wrote the key at `path` (the spec's start, naming the path, when it did not)."""
         return self.places.get(path) or self.where.at(path)
 
 
-TOP_KEYS = ("name", "description", "gan", "generator", "discriminator", "blocks", "data", "augment", "train")
+TOP_KEYS = ("name", "description", "params", "variants", "gan", "generator", "discriminator", "blocks", "data", "augment", "train")
 ROLES = ("generator", "discriminator")
 # What an inline network may hold; a network read from its own spec file may hold that file's
 # data, augment and train too, which are not used (the GAN spec's own are).
