@@ -306,6 +306,20 @@ def show_compare(rows, args) -> int:
     return 0 if all(row.figures.valid for row in rows) else 1
 
 
+def scale(args):
+    from .choose.candidates import Budget
+    from .choose.scale import PAPER, scale as run
+    coefficients = tuple(args.coefficients) if args.coefficients else PAPER
+    return run(args.spec, Budget(args.max_params, args.max_macs, args.max_memory), coefficients,
+               getattr(args, "variant", None), args.out)
+
+
+def show_scale(result, args) -> int:
+    from .choose.scale import format_scaled
+    print(format_scaled(result))
+    return 0
+
+
 def tune(args):
     from .tfstart import start_tensorflow
     start_tensorflow()          # keras-tuner imports TensorFlow: its start-up log hidden first
@@ -414,6 +428,14 @@ COMMANDS = {
         arg("--epochs", type=positive_int, help="train each spec this many epochs on its data (default: static only)"),
         arg("--out", metavar="DIR", help="write DIR/compare.csv (and DIR/compare.png with --epochs); trained runs go "
                                          "in DIR/runs/")), compare, show_compare),
+    "scale": Command("scale a spec's depth, width and resolution parameters by EfficientNet's compound rule to the "
+                     "largest size within a budget, by static checks alone", (
+        SPEC, arg("--max-macs", type=positive_int, help="the most multiply-adds per image"), *BUDGET,
+        arg("--coefficients", type=float, nargs=3, metavar=("ALPHA", "BETA", "GAMMA"),
+            help="depth, width and resolution growth per unit of φ (default 1.2 1.1 1.15, as EfficientNet)"),
+        arg("--variant", metavar="NAME", help="scale from one of the spec's variants"),
+        arg("--out", metavar="FILE.yaml", help="write the scaled spec (a plain spec: the values written in)")),
+        scale, show_scale),
     "tune": Command("search a spec's `search:` space with keras-tuner; candidates over budget or invalid are refused "
                     "by the static check and never trained", (
         SPEC, arg("--trials", type=positive_int, default=10, help="trials to train (refused candidates do not count; "

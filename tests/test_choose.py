@@ -164,3 +164,26 @@ def test_distributed_tune_chief_and_two_workers(tmp_path):
     trained = [r for r in rows if r["status"] == "trained"]
     assert len(trained) == 3
     assert len({r["run"] for r in trained}) == 3 and all((Path(r["run"]) / "model.keras").is_file() for r in trained)
+
+
+def test_scale_to_a_budget_by_the_compound_rule(tmp_path, capsys):
+    """The largest φ within the budget: its spec fits, a slightly larger φ does not; the written
+    spec checks valid with the chosen values; depth, width and resolution grow as α^φ, β^φ, γ^φ."""
+    from cnnbuild.choose.candidates import Budget
+    from cnnbuild.choose.scale import scale
+    spec = ROOT / "specs" / "scaled_cnn.yaml"
+    budget = 6_000_000
+    result = scale(spec, Budget(macs=budget), out=tmp_path / "scaled.yaml")
+    chosen = result.chosen
+    assert chosen.figures.macs <= budget
+    assert any(c.phi > chosen.phi and not c.fits for c in result.tried)       # the next size up does not fit
+    assert chosen.values["depth"] == pytest.approx(1.2 ** chosen.phi, abs=1e-3)
+    assert chosen.values["width"] == pytest.approx(1.1 ** chosen.phi, abs=1e-3)
+    written = load_spec(tmp_path / "scaled.yaml")
+    report = check(written)
+    assert report.valid and report.macs == chosen.figures.macs
+    assert {k: v for k, v in written.params if k in chosen.values} == chosen.values    # its values, written in
+    assert main(["scale", str(spec), "--max-macs", "1000"]) == 2
+    assert "even the base spec does not fit" in capsys.readouterr().err
+    assert main(["scale", str(write(tmp_path, TINY, "tiny.yaml")), "--max-macs", "10000000"]) == 2
+    assert "depth, width and resolution parameters" in capsys.readouterr().err

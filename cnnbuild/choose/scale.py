@@ -3,8 +3,9 @@ EfficientNet's compound scaling (Tan & Le 2019, seed 001) of a spec's `depth`, `
 `resolution` parameters to fit a budget.
 
 For a coefficient φ the spec is checked with depth·α^φ, width·β^φ and resolution·γ^φ
-(α, β, γ = 1.2, 1.1, 1.15, as the paper; overridable), the resolution rounded to a whole
-number of pixels. The cost grows with φ, so the largest φ that fits is found by doubling
+(α, β, γ = 1.2, 1.1, 1.15, as the paper; overridable), the resolution rounded to a multiple
+of the base resolution's power-of-two factor (up to 32: 224 → multiples of 32), so that the
+scaled image still divides by the network's strides. The cost grows with φ, so the largest φ that fits is found by doubling
 then bisecting — static checks alone, no TensorFlow, a few dozen checks in all.
 """
 from __future__ import annotations
@@ -43,14 +44,19 @@ class Scaled:
 
 
 def scaled_values(base: dict, phi: float, coefficients=PAPER) -> dict:
-    """The parameters at φ: depth·α^φ and width·β^φ (floats), resolution·γ^φ rounded.
+    """The parameters at φ: depth·α^φ and width·β^φ (floats), resolution·γ^φ rounded to a
+    multiple of the base resolution's power-of-two factor (at most 32).
 
     >>> scaled_values({"depth": 1.0, "width": 1.0, "resolution": 224}, 1.0)
-    {'depth': 1.2, 'width': 1.1, 'resolution': 258}
+    {'depth': 1.2, 'width': 1.1, 'resolution': 256}
+    >>> scaled_values({"depth": 1.0, "width": 1.0, "resolution": 224}, 2.0)["resolution"]   # 224·1.15² = 296.2
+    288
     """
     alpha, beta, gamma = coefficients
+    resolution = int(base["resolution"])
+    step = min(32, resolution & -resolution)
     return {"depth": round(base["depth"] * alpha ** phi, 4), "width": round(base["width"] * beta ** phi, 4),
-            "resolution": int(round(base["resolution"] * gamma ** phi))}
+            "resolution": max(step, int(round(resolution * gamma ** phi / step)) * step)}
 
 
 def scale(spec_path, budget: Budget, coefficients=PAPER, variant=None, out=None) -> Scaled:
@@ -123,7 +129,7 @@ def format_scaled(result: Scaled) -> str:
         figures = (f"{f.params:>13,}  {count_text(f.macs):>9}  {human_bytes(f.activation_bytes):>11}" if f and f.valid
                    else f"{'—':>13}  {'—':>9}  {'—':>11}")
         lines.append(f"{c.phi:>8.4f}  {c.values['depth']:>7.3f}  {c.values['width']:>7.3f}  {c.values['resolution']:>5}  "
-                     f"{figures}  {'yes' if c.fits else 'no: ' + '; '.join(c.over)}")
+                     f"{figures}  {'yes' if c.fits else 'no: ' + '; '.join(c.over).splitlines()[0]}")
     chosen = result.chosen
     lines.append(f"chosen: φ = {chosen.phi:.4f}: depth {chosen.values['depth']}, width {chosen.values['width']}, "
                  f"resolution {chosen.values['resolution']} ({chosen.figures.params:,} parameters, "
