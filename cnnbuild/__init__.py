@@ -90,6 +90,28 @@ def sample_run(run, count=64, class_name=None, seed=0, out=None) -> dict:
     return families.for_verb("sample", run).sample(run, count, class_name, seed, out)
 
 
+def compare_specs(paths, epochs=None, out=None, variants=None) -> list:
+    """`cnnbuild compare`: a row per spec (or variant) with its static figures; with `epochs`,
+    each trained and its validation accuracy measured; DIR/compare.csv and compare.png with `out`."""
+    from .choose.compare import compare
+    return compare(paths, epochs, out, variants=variants)
+
+
+def tune_spec(path, trials=10, epochs=None, out=None, algorithm="random", max_params=None, max_macs=None,
+              max_memory=None, seed=0) -> dict:
+    """`cnnbuild tune`: the spec's `search:` space run by keras-tuner, candidates over budget refused statically."""
+    from .choose.candidates import Budget
+    from .choose.tune import tune
+    return tune(path, trials, epochs, out, algorithm, Budget(max_params, max_macs, max_memory), seed)
+
+
+def scale_spec(path, max_macs=None, max_params=None, max_memory=None, variant=None, out=None):
+    """`cnnbuild scale`: the spec's depth, width and resolution scaled by EfficientNet's compound rule to the budget."""
+    from .choose.candidates import Budget
+    from .choose.scale import scale
+    return scale(path, Budget(max_params, max_macs, max_memory), variant=variant, out=out)
+
+
 def draw_spec(spec, out):
     from .views.draw import draw
     return draw(_spec(spec), out)
@@ -100,6 +122,7 @@ def spec_schema() -> dict:
     return schema()
 
 
-__all__ = ["Problem", "Report", "Spec", "SpecError", "UsageError", "Where", "build_model", "check", "draw_spec",
+__all__ = ["Problem", "Report", "Spec", "SpecError", "UsageError", "Where", "build_model", "check", "compare_specs",
+           "draw_spec", "scale_spec", "tune_spec",
            "evaluate_run", "export_run", "format_table", "infer", "load_spec", "parse_spec", "predict_files",
            "resolve_spec", "sample_run", "spec_schema", "train_spec"]

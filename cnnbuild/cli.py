@@ -292,7 +292,9 @@ def draw(args) -> int:
 
 def compare(args):
     from .choose.compare import compare as run
-    return run(args.specs, args.epochs, args.out)
+    if args.variants not in (None, "all"):
+        raise UsageError(f"--variants {args.variants}: only 'all' (name single variants with --variant NAME)")
+    return run(args.specs, args.epochs, args.out, variants=args.variants or args.variant)
 
 
 def show_compare(rows, args) -> int:
@@ -425,6 +427,8 @@ COMMANDS = {
     "compare": Command("compare specs: parameters, MACs, activation memory, receptive field; with --epochs, "
                        "validation accuracy against compute (CSV and chart)", (
         arg("specs", nargs="+", metavar="SPEC", help="the YAML specs to compare"),
+        arg("--variant", action="append", metavar="NAME", help="compare this variant of each spec (repeatable)"),
+        arg("--variants", metavar="all", help="compare every variant each spec declares"),
         arg("--epochs", type=positive_int, help="train each spec this many epochs on its data (default: static only)"),
         arg("--out", metavar="DIR", help="write DIR/compare.csv (and DIR/compare.png with --epochs); trained runs go "
                                          "in DIR/runs/")), compare, show_compare),

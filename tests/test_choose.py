@@ -63,6 +63,16 @@ def test_compare_static_is_the_check(tmp_path, capsys):
     assert "tiny" in capsys.readouterr().out
 
 
+def test_compare_every_variant_of_a_spec(tmp_path):
+    spec = ROOT / "specs" / "scaled_cnn.yaml"
+    assert main(["compare", str(spec), "--variants", "all", "--out", str(tmp_path)]) == 0
+    rows = rows_of(tmp_path / "compare.csv")
+    assert [r["name"] for r in rows] == ["scaled_cnn:small", "scaled_cnn:medium", "scaled_cnn:large"]
+    for row in rows:
+        assert int(row["macs"]) == check(load_spec(spec, variant=row["name"].split(":")[1])).macs
+    assert int(rows[0]["params"]) < int(rows[1]["params"]) < int(rows[2]["params"])
+
+
 def test_compare_trained_writes_csv_and_chart(tmp_path):
     from PIL import Image
     specs = [write(tmp_path, TINY, "tiny.yaml"), write(tmp_path, WIDE, "wide.yaml")]
@@ -187,3 +197,14 @@ def test_scale_to_a_budget_by_the_compound_rule(tmp_path, capsys):
     assert "even the base spec does not fit" in capsys.readouterr().err
     assert main(["scale", str(write(tmp_path, TINY, "tiny.yaml")), "--max-macs", "10000000"]) == 2
     assert "depth, width and resolution parameters" in capsys.readouterr().err
+
+
+def test_the_python_api_chooses_as_the_command_line(tmp_path):
+    import cnnbuild
+    rows = cnnbuild.compare_specs([ROOT / "specs" / "scaled_cnn.yaml"], variants=["small", "large"])
+    assert [row.figures.params for row in rows] == [check(load_spec(ROOT / "specs" / "scaled_cnn.yaml", variant=v)).params
+                                                    for v in ("small", "large")]
+    scaled = cnnbuild.scale_spec(ROOT / "specs" / "scaled_cnn.yaml", max_macs=2_000_000)
+    assert scaled.chosen.figures.macs <= 2_000_000
+    with pytest.raises(cnnbuild.UsageError, match="no `search:` section"):
+        cnnbuild.tune_spec(ROOT / "specs" / "scaled_cnn.yaml", out=tmp_path)

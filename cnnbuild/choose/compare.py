@@ -1,4 +1,6 @@
-"""`cnnbuild compare SPEC [SPEC…] [--epochs E] [--out DIR]`: a row per spec with its
+"""`cnnbuild compare SPEC [SPEC…] [--variant NAME…|--variants all] [--epochs E] [--out DIR]`:
+a row per spec (or per variant of each: `--variant` names them, `--variants all` takes every
+one the spec declares) with its
 parameters, multiply-adds, activation memory and receptive field — static and instant —
 and, with --epochs, each spec trained E epochs on its own data (an ordinary run folder in
 DIR/runs/NAME) for its validation accuracy and training images/s.
@@ -41,23 +43,47 @@ class Row:
                 "val_accuracy": self.val_accuracy, "images_per_second": self.images_per_second, "run": self.run}
 
 
-def compare(paths, epochs: Optional[int] = None, out=None, stdout=None) -> list:
-    """The rows of `paths` (spec files), in order; each trained `epochs` epochs when given.
-    Writes DIR/compare.csv (and compare.png with epochs) when `out` is given."""
+def variants_of(path) -> list:
+    """The names of a spec file's `variants:`, in the order written."""
+    from ..parse import read_tree
+    root = read_tree(path)
+    node = root.value.get("variants") if root.is_map else None
+    return list(node.value) if node is not None and node.is_map else []
+
+
+def candidates(paths, variants=None) -> list:
+    """(path, variant or None) pairs: each spec as it is, or in each variant asked for
+    (`variants`: a list of names, or "all")."""
+    from ..errors import UsageError
+    pairs = []
+    for path in paths:
+        names = variants_of(path) if variants == "all" else list(variants or [])
+        if variants == "all" and not names:
+            raise UsageError(f"--variants all: {path} declares no variants:", "give specs with variants, or leave it out")
+        pairs += [(str(path), name) for name in names] or [(str(path), None)]
+    return pairs
+
+
+def compare(paths, epochs: Optional[int] = None, out=None, stdout=None, variants=None) -> list:
+    """The rows of `paths` (spec files; in each of `variants` when given), in order; each
+    trained `epochs` epochs when given. Writes DIR/compare.csv (and compare.png with epochs)
+    when `out` is given."""
     from .. import families
     from ..parse.overrides import given
     rows = []
-    for path in paths:
+    for path, variant in candidates(paths, variants):
         overrides = [given("train.epochs", epochs, "--epochs")] if epochs else []
-        spec = families.resolve_spec(path, overrides)
+        spec = families.resolve_spec(path, overrides, variant=variant)
         family = families.of_spec(spec)
         figures = figures_of(spec, family.check(spec, files_only=True))
+        if variant:
+            figures.name = f"{spec.name}:{variant}"
         row = Row(figures, str(path))
         rows.append(row)
         if not epochs or not figures.valid:
             row.notes += figures.errors[:1]
             continue
-        folder = Path(out or "compare") / "runs" / _unique(spec.name, rows)
+        folder = Path(out or "compare") / "runs" / _unique(figures.name.replace(":", "_"), rows)
         family, checked = families.checked_for_training(spec)
         metrics = family.train(spec, checked, out=folder, stdout=stdout or io.StringIO())
         row.run, row.images_per_second = str(folder), metrics.get("images_per_second")
@@ -74,7 +100,7 @@ def compare(paths, epochs: Optional[int] = None, out=None, stdout=None) -> list:
 
 def _unique(name: str, rows) -> str:
     """A run folder's name: the spec's, numbered when two compared specs share it."""
-    same = sum(1 for row in rows[:-1] if row.figures.name == name)
+    same = sum(1 for row in rows[:-1] if row.figures.name.replace(":", "_") == name)
     return name if not same else f"{name}_{same + 1}"
 
 
