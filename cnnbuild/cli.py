@@ -285,6 +285,44 @@ def schema(args):
     return 0
 
 
+def examples() -> dict:
+    """{name: file} of the specs shipped with the package: the examples and the zoo."""
+    from importlib.resources import files
+    package = files("cnnbuild")
+    found = {}
+    for folder in ("examples", "zoo"):
+        found.update({entry.name[:-len(".yaml")]: entry for entry in package.joinpath(folder).iterdir()
+                      if entry.name.endswith(".yaml")})
+    return dict(sorted(found.items()))
+
+
+def init(args):
+    """Write a shipped example spec out as NAME.yaml (its `name:` set to NAME), so an
+    installed cnnbuild can run its quick start; never over an existing file."""
+    import re
+    from pathlib import Path
+    shipped = examples()
+    if args.source not in shipped:
+        raise UsageError(f"--from {args.source}: no such example",
+                         "one of " + ", ".join(shipped))
+    target = Path(args.name if args.name.endswith((".yaml", ".yml")) else f"{args.name}.yaml")
+    name = target.name.rsplit(".", 1)[0]
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        raise UsageError(f"{args.name}: a spec's name is a letter then letters, digits or _",
+                         f"e.g. cnnbuild init {re.sub(r'[^A-Za-z0-9_]', '_', name).lstrip('_0123456789') or 'mynet'}")
+    if target.exists():
+        raise UsageError(f"{target} already exists; cnnbuild init never overwrites a file",
+                         "choose another NAME, or remove the file first")
+    if not target.parent.is_dir():
+        raise UsageError(f"{target.parent}: no such folder", "create it first, or give a NAME in an existing folder")
+    text = shipped[args.source].read_text(encoding="utf-8")
+    text = re.sub(r"^name: .*$", f"name: {name}", text, count=1, flags=re.M)
+    partial = target.with_name(f".{target.name}.partial")   # a killed init leaves no half-written spec
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, target)
+    return [f"wrote {target} (from the example {args.source}); next: cnnbuild check {target}"]
+
+
 def show_lines(lines, args) -> int:
     print("\n".join(lines))
     return 0
@@ -365,6 +403,11 @@ COMMANDS = {
     "draw": Command("draw the architecture as SVG or PNG (pure Python)", (
         SPEC, arg("--out", help="FILE.svg or FILE.png (default NAME.svg; of a GAN spec, FILE_generator.svg and "
                                 "FILE_discriminator.svg)")), draw, show_status),
+    "init": Command("write an example spec to start from (shipped with cnnbuild) as NAME.yaml", (
+        arg("name", metavar="NAME", help="the spec to write: NAME.yaml in the current folder (or a path ending .yaml)"),
+        arg("--from", dest="source", default="lenet5", metavar="EXAMPLE",
+            help="the example to copy (default lenet5; image_folder for your own class folders; "
+                 "any of specs/ or the zoo: unet, dcgan_digits, resnet50, …)")), init, show_lines),
     "schema": Command("print the JSON Schema of the spec language (for editors)", (), schema, show_status),
 }
 
