@@ -158,3 +158,14 @@ def test_the_quick_start_on_a_folder_of_images(tmp_path, monkeypatch, capsys):
     assert "2 classes" in capsys.readouterr().err
     spec.write_text(spec.read_text(encoding="utf-8").replace("units: 3,", "units: 2,"), encoding="utf-8")
     assert main(["check", "flowers.yaml"]) == 0
+def test_readme_is_short_and_keeps_the_two_commands_first():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 200
+    commands = [line.strip() for line in lines if line.strip().startswith("python3.11 -m venv")]
+    assert commands[:2] == [
+        "python3.11 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/cnnbuild train specs/lenet5.yaml",
+        "python3.11 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -q -n 2 --dist loadfile"]
+    first_command = next(i for i, line in enumerate(lines) if line.strip().startswith("python3.11"))
+    assert not any(line.startswith("## ") for line in lines[:first_command])   # nothing comes before them
+
+
