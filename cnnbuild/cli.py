@@ -42,6 +42,7 @@ class Command:
     show: Callable = None
     actions: dict = None
     runs: bool = False     # a run inside TensorFlow: any other exception is the run failing, said in one line
+    resumes: bool = False  # rerunning the same command line continues where an interrupted one stopped
 
 
 def positive_int(text):
@@ -222,7 +223,7 @@ def predict(args):
         raise UsageError(f"--top {args.top}: must be at least 1 (the number of best classes to show)")
     family = families.for_verb("predict", args.model)
     start_tensorflow()
-    return family.predict(args.model, args.images, args.top, args.out)
+    return family.predict(args.model, args.images, args.top, args.out, batch_size=args.batch_size)
 
 
 def show_predictions(predictions, args) -> int:
@@ -350,7 +351,7 @@ COMMANDS = {
         arg("--data", help="override data.source (digits, shapes, a directory, an .npz file, …)"), SETS,
         arg("--tensorboard", action="store_true",
             help="write TensorBoard event files in RUN/tensorboard/ (train.tensorboard: true)"), *BUDGET),
-        train, show_metrics, runs=True),
+        train, show_metrics, runs=True, resumes=True),
     "data": Command("pack a dataset into TFRecord shards, or time the input pipeline alone", actions={
         "pack": Command("a class-folder directory, an .npz or a tfds dataset → sharded TFRecord files + index.json", (
             arg("source", help="a class-folder directory, an .npz file, or tfds:NAME (prepared in --data-dir)"),
@@ -381,7 +382,10 @@ COMMANDS = {
     "predict": Command("classify image files with an export (or a run folder)", (
         arg("model", metavar="EXPORT_OR_RUN_DIR",
             help="an export folder (RUN_DIR/export/savedmodel) or a run folder (exported first if needed)"),
-        arg("images", nargs="+", metavar="IMAGE", help="png, jpg, bmp or gif files"),
+        arg("images", nargs="+", metavar="IMAGE", help="png, jpg, bmp or gif files, folders of them, or quoted globs "
+                                                       "('scans/**/*.png')"),
+        arg("--batch-size", type=positive_int, default=32, metavar="N",
+            help="images sent through the model at once (default 32): memory stays bounded however many files"),
         arg("--top", type=int, default=1, metavar="K", help="show the K most likely classes (default 1)"),
         arg("--json", action="store_true", help="print a JSON list, one object per image"),
         arg("--out", default="predictions", metavar="DIR",
@@ -479,7 +483,7 @@ def main(argv=None) -> int:
         print(failure_text(args.command, e), file=sys.stderr)
         return e.status
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted_text(args.command, command, argv), file=sys.stderr)
         return 130
     except Exception as e:   # a failure inside TensorFlow, or a bug in cnnbuild: one paragraph, never a traceback
         if os.environ.get("CNNBUILD_DEBUG"):
@@ -491,6 +495,21 @@ def main(argv=None) -> int:
         else:
             print(internal_error(args.command, e), file=sys.stderr)
         return 1
+
+
+def interrupted_text(name: str, command: Command, argv: list) -> str:
+    """What Ctrl-C leaves, and for a command that resumes, the command line that resumes it
+    (the same one: the run folder keeps every completed epoch).
+
+    >>> print(interrupted_text("train", COMMANDS["train"], ["train", "specs/lenet5.yaml", "--out", "runs/my try"]))
+    cnnbuild train: interrupted; the run folder keeps every completed epoch
+      hint: to resume, run the same command again: cnnbuild train specs/lenet5.yaml --out 'runs/my try'
+    """
+    if not command.resumes:
+        return f"cnnbuild {name}: interrupted"
+    import shlex
+    return (f"cnnbuild {name}: interrupted; the run folder keeps every completed epoch\n"
+            f"  hint: to resume, run the same command again: cnnbuild {shlex.join(argv)}")
 
 
 def failure_text(command: str, error: Failure) -> str:

@@ -28,6 +28,7 @@ from . import shapes
 from ..errors import Invalid, Where
 
 REGISTRY: dict[str, type] = {}
+PROBABILITIES = ("softmax", "sigmoid")   # the output activations that give probabilities, not logits
 
 
 def register(name: str):
