@@ -152,7 +152,7 @@ def test_the_quick_start_on_a_folder_of_images(tmp_path, monkeypatch, capsys):
             Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "flowers" / name / f"{i}.png")
     assert main(["init", "flowers", "--from", "image_folder"]) == 0
     spec = tmp_path / "flowers.yaml"
-    spec.write_text(spec.read_text(encoding="utf-8").replace("source: images", "source: flowers"), encoding="utf-8")
+    spec.write_text(spec.read_text(encoding="utf-8").replace("source: shapes ", "source: flowers "), encoding="utf-8")
     capsys.readouterr()
     assert main(["check", "flowers.yaml"]) == 1                                  # 3 units, 2 class folders
     assert "2 classes" in capsys.readouterr().err
