@@ -42,6 +42,7 @@ class Command:
     show: Callable = None
     actions: dict = None
     runs: bool = False     # a run inside TensorFlow: any other exception is the run failing, said in one line
+    resumes: bool = False  # rerunning the same command line continues where an interrupted one stopped
 
 
 def positive_int(text):
@@ -233,7 +234,7 @@ def predict(args):
         raise UsageError(f"--top {args.top}: must be at least 1 (the number of best classes to show)")
     family = families.for_verb("predict", args.model)
     start_tensorflow()
-    return family.predict(args.model, args.images, args.top, args.out)
+    return family.predict(args.model, args.images, args.top, args.out, batch_size=args.batch_size)
 
 
 def show_predictions(predictions, args) -> int:
@@ -343,6 +344,44 @@ def schema(args):
     return 0
 
 
+def examples() -> dict:
+    """{name: file} of the specs shipped with the package: the examples and the zoo."""
+    from importlib.resources import files
+    package = files("cnnbuild")
+    found = {}
+    for folder in ("examples", "zoo"):
+        found.update({entry.name[:-len(".yaml")]: entry for entry in package.joinpath(folder).iterdir()
+                      if entry.name.endswith(".yaml")})
+    return dict(sorted(found.items()))
+
+
+def init(args):
+    """Write a shipped example spec out as NAME.yaml (its `name:` set to NAME), so an
+    installed cnnbuild can run its quick start; never over an existing file."""
+    import re
+    from pathlib import Path
+    shipped = examples()
+    if args.source not in shipped:
+        raise UsageError(f"--from {args.source}: no such example",
+                         "one of " + ", ".join(shipped))
+    target = Path(args.name if args.name.endswith((".yaml", ".yml")) else f"{args.name}.yaml")
+    name = target.name.rsplit(".", 1)[0]
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        raise UsageError(f"{args.name}: a spec's name is a letter then letters, digits or _",
+                         f"e.g. cnnbuild init {re.sub(r'[^A-Za-z0-9_]', '_', name).lstrip('_0123456789') or 'mynet'}")
+    if target.exists():
+        raise UsageError(f"{target} already exists; cnnbuild init never overwrites a file",
+                         "choose another NAME, or remove the file first")
+    if not target.parent.is_dir():
+        raise UsageError(f"{target.parent}: no such folder", "create it first, or give a NAME in an existing folder")
+    text = shipped[args.source].read_text(encoding="utf-8")
+    text = re.sub(r"^name: .*$", f"name: {name}", text, count=1, flags=re.M)
+    partial = target.with_name(f".{target.name}.partial")   # a killed init leaves no half-written spec
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, target)
+    return [f"wrote {target} (from the example {args.source}); next: cnnbuild check {target}"]
+
+
 def show_lines(lines, args) -> int:
     print("\n".join(lines))
     return 0
@@ -370,7 +409,7 @@ COMMANDS = {
         arg("--data", help="override data.source (digits, shapes, a directory, an .npz file, …)"), *CHOOSING,
         arg("--tensorboard", action="store_true",
             help="write TensorBoard event files in RUN/tensorboard/ (train.tensorboard: true)"), *BUDGET),
-        train, show_metrics, runs=True),
+        train, show_metrics, runs=True, resumes=True),
     "data": Command("pack a dataset into TFRecord shards, or time the input pipeline alone", actions={
         "pack": Command("a class-folder directory, an .npz or a tfds dataset → sharded TFRecord files + index.json", (
             arg("source", help="a class-folder directory, an .npz file, or tfds:NAME (prepared in --data-dir)"),
@@ -401,7 +440,10 @@ COMMANDS = {
     "predict": Command("classify image files with an export (or a run folder)", (
         arg("model", metavar="EXPORT_OR_RUN_DIR",
             help="an export folder (RUN_DIR/export/savedmodel) or a run folder (exported first if needed)"),
-        arg("images", nargs="+", metavar="IMAGE", help="png, jpg, bmp or gif files"),
+        arg("images", nargs="+", metavar="IMAGE", help="png, jpg, bmp or gif files, folders of them, or quoted globs "
+                                                       "('scans/**/*.png')"),
+        arg("--batch-size", type=positive_int, default=32, metavar="N",
+            help="images sent through the model at once (default 32): memory stays bounded however many files"),
         arg("--top", type=int, default=1, metavar="K", help="show the K most likely classes (default 1)"),
         arg("--json", action="store_true", help="print a JSON list, one object per image"),
         arg("--out", default="predictions", metavar="DIR",
@@ -423,6 +465,11 @@ COMMANDS = {
     "draw": Command("draw the architecture as SVG or PNG (pure Python)", (
         SPEC, arg("--out", help="FILE.svg or FILE.png (default NAME.svg; of a GAN spec, FILE_generator.svg and "
                                 "FILE_discriminator.svg)"), *CHOOSING), draw, show_status),
+    "init": Command("write an example spec to start from (shipped with cnnbuild) as NAME.yaml", (
+        arg("name", metavar="NAME", help="the spec to write: NAME.yaml in the current folder (or a path ending .yaml)"),
+        arg("--from", dest="source", default="lenet5", metavar="EXAMPLE",
+            help="the example to copy (default lenet5; image_folder for your own class folders; "
+                 "any of specs/ or the zoo: unet, dcgan_digits, resnet50, …)")), init, show_lines),
     "schema": Command("print the JSON Schema of the spec language (for editors)", (), schema, show_status),
     "compare": Command("compare specs: parameters, MACs, activation memory, receptive field; with --epochs, "
                        "validation accuracy against compute (CSV and chart)", (
@@ -523,7 +570,7 @@ def main(argv=None) -> int:
         print(failure_text(args.command, e), file=sys.stderr)
         return e.status
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted_text(args.command, command, argv), file=sys.stderr)
         return 130
     except Exception as e:   # a failure inside TensorFlow, or a bug in cnnbuild: one paragraph, never a traceback
         if os.environ.get("CNNBUILD_DEBUG"):
@@ -535,6 +582,21 @@ def main(argv=None) -> int:
         else:
             print(internal_error(args.command, e), file=sys.stderr)
         return 1
+
+
+def interrupted_text(name: str, command: Command, argv: list) -> str:
+    """What Ctrl-C leaves, and for a command that resumes, the command line that resumes it
+    (the same one: the run folder keeps every completed epoch).
+
+    >>> print(interrupted_text("train", COMMANDS["train"], ["train", "specs/lenet5.yaml", "--out", "runs/my try"]))
+    cnnbuild train: interrupted; the run folder keeps every completed epoch
+      hint: to resume, run the same command again: cnnbuild train specs/lenet5.yaml --out 'runs/my try'
+    """
+    if not command.resumes:
+        return f"cnnbuild {name}: interrupted"
+    import shlex
+    return (f"cnnbuild {name}: interrupted; the run folder keeps every completed epoch\n"
+            f"  hint: to resume, run the same command again: cnnbuild {shlex.join(argv)}")
 
 
 def failure_text(command: str, error: Failure) -> str:

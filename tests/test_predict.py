@@ -59,7 +59,9 @@ def test_bad_files_get_an_error_each(run, pngs, tmp_path, capsys):
     (tmp_path / "text.png").write_text("not an image")
     whole = pngs[2][0].read_bytes()
     (tmp_path / "truncated.png").write_bytes(whole[: len(whole) // 2])
-    bad = [tmp_path / "empty.png", tmp_path / "text.png", tmp_path / "truncated.png", tmp_path / "missing.png", tmp_path]
+    (tmp_path / "nothing").mkdir()     # a folder without images (one with images is expanded: test_everyday.py)
+    bad = [tmp_path / "empty.png", tmp_path / "text.png", tmp_path / "truncated.png", tmp_path / "missing.png",
+           tmp_path / "nothing"]
     assert main(["predict", str(run), good, *map(str, bad), "--json"]) == 2
     captured = capsys.readouterr()
     results = json.loads(captured.out)

@@ -12,10 +12,9 @@ from ..records import record
 from ..layers import shapes
 from ..errors import Invalid, Problem
 from ..layers import base
-from ..layers.base import Tensor
+from ..layers.base import PROBABILITIES, Tensor  # noqa: F401  (PROBABILITIES: the activations giving probabilities)
 
 BYTES_PER_VALUE = 4   # float32 activations
-PROBABILITIES = ("softmax", "sigmoid")   # the output activations that give probabilities, not logits
 MAX_PERIOD = 4096     # positions a Span tells apart; beyond (upsampling by thousands) it keeps only the widest
 
 

@@ -27,7 +27,7 @@ The contract, field by field:
   export        (run, out, format) → the lines `cnnbuild export` prints
   evaluate      (run, options) → an Evaluated (document and text); options: the command's
   sample        (run, n, class, seed, out) → what was written; None when the family has no sampler
-  predict       (model, images, top, out) → predictions; None when the family does not classify
+  predict       (model, images, top, out, batch_size) → predictions; None when the family does not classify
   optimizers    key paths of the family's own optimizer sections (written out as shorthands)
   spec_files    key paths that name a network's spec file (made absolute for the run folder)
   schema        (generator, the spec schema) → the family's JSON Schema, or None

@@ -103,9 +103,9 @@ def evaluate(run, options) -> Evaluated:
                      f"{format_result(result)}\nconfusion matrix: {png}; figures: {png.with_suffix('.json')}")
 
 
-def predict(model, images, top=1, out="predictions"):
+def predict(model, images, top=1, out="predictions", batch_size=32):
     from ..serve.predict import predict_files
-    return predict_files(model, images, top, out)
+    return predict_files(model, images, top, out, batch_size=batch_size)
 
 
 FAMILY = Family(name="classifier", title="classifier", description="a classifier (or segmentation) network", marks=(), spec_type=Spec, parse=parse, check=check, networks=networks,

@@ -28,6 +28,7 @@ from ..errors import Invalid, Where
 from ..records import record
 
 REGISTRY: dict[str, type] = {}
+PROBABILITIES = ("softmax", "sigmoid")   # the output activations that give probabilities, not logits
 
 
 def register(name: str):

@@ -149,11 +149,26 @@ def from_node(root: Node, prefix: str = "", resolved: dict | None = None, proble
         layers = parser.sequence(top["layers"], root_scope)
         parser.names.check_parts()
     data, augment, train = parse_sections(top, shape, problems)
+    _check_logits(top, layers, train, problems)
     if problems:
         raise SpecError(parser.hits.merged(problems))
     return Spec(name=name, input=shape, layers=layers, file=file, rounding=rounding, budget=budget,
                 description=top["description"].value if "description" in top else "",
                 resolved=resolved or {}, where=root.where, data=data, augment=augment, train=train)
+
+
+def _check_logits(top, layers, train, problems):
+    """`from_logits: true` on a network that ends in softmax or sigmoid: the loss would take
+    probabilities for logits (Keras only warns, and rescues it in float32 alone). One error,
+    at the key, before anything is built."""
+    from ..layers.base import PROBABILITIES, output_activation
+    activation = output_activation(layers) if train.from_logits is True else None
+    if activation in PROBABILITIES:
+        where = top["train"].value["from_logits"].where
+        problems.append(Problem(where, f"true, but the network ends in {activation}: its outputs are "
+                                       "probabilities, not logits",
+                                f"remove from_logits (auto decides from the output), or end in a layer without "
+                                f"activation to train on logits"))
 
 
 def _top(top, key, annotation, problems, root, default=None):

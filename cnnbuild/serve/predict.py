@@ -54,8 +54,39 @@ class ImageError(Exception):
     """One file could not be read as an image."""
 
 
-def predict_files(model_path, files, top: int = 1, out="predictions", warn=None) -> list[Prediction]:
-    """Predict each file; unreadable files get a Prediction with `error` set. A segmentation
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def expand_images(names) -> list[str]:
+    """Files as given; a folder → the image files inside it, at any depth; a glob pattern
+    (`scans/*.png`, `scans/**/*.jpg`) that is no file's name → its matches. Each in sorted
+    order. A folder or pattern with no image is kept, to be reported as unreadable by name.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("b.png", "a.PNG", "notes.txt", "sub/c.jpg"):
+    ...     (root / name).parent.mkdir(exist_ok=True); _ = (root / name).write_bytes(b"")
+    >>> [pathlib.Path(p).relative_to(root).as_posix() for p in expand_images([root, f"{root}/*.png"])]
+    ['a.PNG', 'b.png', 'sub/c.jpg', 'b.png']
+    """
+    import glob
+    found = []
+    for name in map(str, names):
+        path = Path(name)
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found += [str(p) for p in inside] or [name]
+        elif not path.exists() and glob.has_magic(name):
+            found += sorted(glob.glob(name, recursive=True)) or [name]
+        else:
+            found.append(name)
+    return found
+
+
+def predict_files(model_path, files, top: int = 1, out="predictions", warn=None, batch_size: int = 32) -> list[Prediction]:
+    """Predict each file (folders and glob patterns expanded: `expand_images`), `batch_size`
+    images of one size at a time, so memory stays bounded however many files are given;
+    unreadable files get a Prediction with `error` set. A segmentation
     model's masks and overlays are written to the folder `out`. `warn(text)` is told, once
     per kind, of files that differ from the training images in a way that matters (default:
     printed to standard error)."""
@@ -67,20 +98,9 @@ def predict_files(model_path, files, top: int = 1, out="predictions", warn=None)
         runner = open_export(export)
         classes = runner.classes
         profile = runner.manifest.get("input", {}).get("training_images") or {}
-        predictions, batches, unlike = [], {}, {}
-        for name in files:
-            prediction = Prediction(str(name))
-            predictions.append(prediction)
-            try:
-                image = read_image(name, runner.channels, runner.training_channels, unlike=(profile, unlike))
-            except ImageError as e:
-                prediction.error = str(e)
-                continue
-            batches.setdefault(image.shape, []).append((prediction, image))
-        for text in unlike_training(profile, unlike):
-            (warn or _to_stderr)(text)
-        written: set = set()
-        for group in batches.values():
+        predictions, batches, unlike, written = [], {}, {}, set()
+
+        def run(group):
             probabilities, _ = runner(np.stack([image for _, image in group]))
             names = classes if len(classes) == probabilities.shape[-1] else [str(i) for i in range(probabilities.shape[-1])]
             for (prediction, image), answer in zip(group, probabilities):
@@ -89,6 +109,25 @@ def predict_files(model_path, files, top: int = 1, out="predictions", warn=None)
                 else:
                     best = np.argsort(-answer, kind="stable")[:top]
                     prediction.top = [(names[i], round(float(answer[i]), 6)) for i in best]
+
+        for name in expand_images(files):
+            prediction = Prediction(str(name))
+            predictions.append(prediction)
+            try:
+                image = read_image(name, runner.channels, runner.training_channels, unlike=(profile, unlike))
+            except ImageError as e:
+                prediction.error = str(e)
+                continue
+            group = batches.setdefault(image.shape, [])
+            group.append((prediction, image))
+            if len(group) >= batch_size:
+                run(group)
+                group.clear()
+        for group in batches.values():
+            if group:
+                run(group)
+        for text in unlike_training(profile, unlike):
+            (warn or _to_stderr)(text)
     return predictions
 
 
@@ -173,7 +212,7 @@ def read_image(path, channels: int | None = None, training_channels: int | None 
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file")
+        raise ImageError(f"{path}: is a folder with no png, jpg, bmp or gif file in it")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty")
     _refuse_huge(path)

@@ -62,7 +62,10 @@ def write(packing: Packing, source, out, shards=None, size=None, seed=0, progres
     working.mkdir(parents=True)
     names = [f"shard-{shard:05d}-of-{shards:05d}.tfrecord" for shard in range(shards)]
     written, channels, done = [0] * shards, set(), 0
-    show = progress or (lambda done, total: print(f"\rpacked {done:,}/{total:,}", end="", file=sys.stderr, flush=True))
+    # a count rewritten in place on a terminal; into a pipe or a log, "\r" would run the counts together
+    on_terminal = progress is None and sys.stderr.isatty()
+    show = progress or ((lambda done, total: print(f"\rpacked {done:,}/{total:,}", end="", file=sys.stderr, flush=True))
+                        if on_terminal else (lambda done, total: None))
     try:
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context(tf.io.TFRecordWriter(str(working / name))) for name in names]
@@ -77,7 +80,7 @@ def write(packing: Packing, source, out, shards=None, size=None, seed=0, progres
                 done += 1
                 if done % 500 == 0 or done == total:
                     show(done, total)
-        if progress is None:
+        if on_terminal:
             print(file=sys.stderr)
         index = {"format": FORMAT, "task": "classification", "classes": classes, "count": total,
                  "channels": max(channels), "channel_counts": sorted(channels), "image_size": list(size) if size else None,
