@@ -66,6 +66,35 @@ def read_json(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+# ── reading a folder's own files only ────────────────────────────────────────────────────────
+
+def within(folder, name) -> Path:
+    """FOLDER/NAME, refused (UsageError naming it) when it, or a folder on the way, is a link
+    that leads out of FOLDER or nowhere: a run folder or an export from elsewhere could
+    otherwise make `evaluate` read (and its messages quote) any file of the machine."""
+    folder = Path(folder)
+    path = folder / name
+    try:
+        real, home = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):      # a loop of links (RuntimeError before Python 3.13)
+        raise UsageError(f"{path}: a loop of symbolic links; nothing was read",
+                         "replace the link with the file itself") from None
+    if not real.is_relative_to(home):
+        raise UsageError(f"{path}: a symbolic link to {real}, outside {folder}; cnnbuild reads only a run or export "
+                         f"folder's own files, so nothing was read", "replace the link with a copy of the file")
+    return path
+
+
+def refuse_links_out(folder) -> None:
+    """Refuse a folder (an export) holding any link that leads out of it, at any depth."""
+    folder = Path(folder)
+    for parent, folders, files in os.walk(folder):      # links to folders are listed, not entered
+        for name in folders + files:
+            entry = Path(parent) / name
+            if entry.is_symlink():
+                within(folder, entry.relative_to(folder))
+
+
 # ── one owner per run folder ───────────────────────────────────────────────────────────────
 
 class FolderInUse(UsageError):

@@ -102,9 +102,9 @@ def evaluate(run, options) -> Evaluated:
                      f"{format_result(result)}\nconfusion matrix: {png}; figures: {png.with_suffix('.json')}")
 
 
-def predict(model, images, top=1, out="predictions"):
+def predict(model, images, top=1, out="predictions", trusted=False):
     from ..serve.predict import predict_files
-    return predict_files(model, images, top, out)
+    return predict_files(model, images, top, out, trusted=trusted)
 
 
 FAMILY = Family(name="classifier", title="classifier", description="a classifier (or segmentation) network", marks=(), spec_type=Spec, parse=parse, check=check, networks=networks,
