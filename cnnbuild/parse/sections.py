@@ -93,6 +93,9 @@ class Data(Source):
       on_bad: `error` (default): a corrupt image, an empty class folder, a label out of range
         or an image whose channels do not fit stops with a message naming the file; `skip`:
         such files are left out and counted.
+      max_pixels: the largest image (width × height, read from its header before decoding)
+        training decodes, as predict does (default 50,000,000): a larger one is refused, or
+        left out and named with `on_bad: skip` (a 1 MB PNG can decode to gigabytes).
       cache: where decoded, resized images are kept after the first epoch. `auto` (default):
         in memory when they fit `cache_budget`, else none (files are decoded again each
         epoch, so memory does not grow with the dataset); `memory` (or true); `disk` (a
@@ -113,6 +116,7 @@ class Data(Source):
     task: Literal["auto", "classification", "segmentation"] = "auto"
     classes: Optional[tuple[str, ...]] = None
     on_bad: Literal["error", "skip"] = "error"
+    max_pixels: PositiveInt = 50_000_000     # predict's MAX_PIXELS: a 50-megapixel photo
     cache: Union[bool, Literal["auto", "memory", "disk"]] = "auto"   # bool first: a misspelt word gets the words' hint
     cache_budget: Optional[PositiveInt] = None
     shuffle_buffer: Annotated[int, Range(1, 100_000_000)] = 10_000

@@ -2,10 +2,9 @@
 optionally `classes`; checked whole and kept in memory."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from .common import Against, DataError, Packing, Part, Reading, SourceKind, resolved, written_or_path
+from .common import Against, DataError, Packing, Part, Reading, SourceKind, not_regular, resolved, written_or_path
 from .images import png_bytes
 
 
@@ -17,9 +16,8 @@ def names(text: str) -> bool:
 def problems(source, against: Against) -> list:
     """The file is there."""
     location = resolved(source.location, against.folder)
-    if os.path.isfile(location):
-        return []
-    return [f"{location}: no such file" if not os.path.exists(location) else f"{location}: is not a file"]
+    reason = not_regular(location)
+    return [f"{location}: {reason}"] if reason else []
 
 
 def classes(source, folder=None):
@@ -36,8 +34,9 @@ def read(data, reading: Reading, seed) -> Part:
     """Arrays x [N, h, w(, c)] and y [N] or masks [N, h, w]; optionally `classes`."""
     import numpy as np
     path = Path(data.location)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
+    reason = not_regular(path)
+    if reason:
+        raise DataError(f"{path}: {reason}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.keys())
