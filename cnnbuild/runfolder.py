@@ -172,7 +172,11 @@ def owned(folder, command: str):
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                  "command": command, "argv": sys.argv}
         os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, (json.dumps(owner) + "\n").encode("utf-8"), 0)
+        try:
+            os.pwrite(descriptor, (json.dumps(owner) + "\n").encode("utf-8"), 0)
+        except OSError as e:       # a full disk: the lock holds all the same (flock); the first real write
+            if not full_disk(e):   # names the file and what was kept
+                raise
         try:
             yield owner
         finally:

@@ -266,3 +266,15 @@ def test_stray_temporaries_of_a_killed_run_are_removed_on_resume(tmp_path):
     left = sorted(p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock")
     assert left == [], left
     assert (run / "notes.txt").exists()
+
+
+def test_data_errors_are_located_at_the_specs_data_line(tmp_path, capsys):
+    import json
+    spec = tmp_path / "net.yaml"
+    spec.write_text("name: n\ninput: [8, 8, 1]\nlayers:\n  - flatten\n  - dense: {units: 2, activation: softmax}\n"
+                    f"data: {{source: {tmp_path / 'absent'}}}\n")
+    assert main(["check", str(spec)]) == 1
+    assert f"error: {spec}:6:7: data: {tmp_path / 'absent'}: no such folder" in capsys.readouterr().err
+    assert main(["check", str(spec), "--json"]) == 1
+    [error] = json.loads(capsys.readouterr().out)["data_errors"]
+    assert (error["file"], error["line"], error["column"], error["path"]) == (str(spec), 6, 7, "data")

@@ -25,7 +25,7 @@ class Checked:
 
     @property
     def errors(self) -> list:
-        return list(self.report.errors) + [f"data: {problem}" for problem in self.data_errors]
+        return list(self.report.errors) + [str(problem) for problem in self.data_errors]
 
     @property
     def warnings(self) -> list:
@@ -37,7 +37,8 @@ class Checked:
 
     def document(self) -> dict:
         # "valid" answers the exit code's question: a spec whose data is missing does not train
-        extra = {"valid": False, "data_errors": self.data_errors} if self.data_errors else {}
+        extra = {"valid": False, "data_errors": [problem.to_json() for problem in self.data_errors]} \
+            if self.data_errors else {}
         return self.report.to_json() | extra
 
 
@@ -50,7 +51,27 @@ def check(spec, files_only: bool = True) -> Checked:
     from ..check import infer
     from ..sources import data_problems
     report = infer(spec)
-    return Checked(report, data_problems(spec.data, report.output, files_only=files_only) if report.valid else [])
+    found = data_problems(spec.data, report.output, files_only=files_only) if report.valid else []
+    return Checked(report, located_data_problems(spec, found) if found else [])
+
+
+def located_data_problems(spec, texts) -> list:
+    """Data problems as Problems at the spec's `data:` value (file:line:column), read from the
+    spec file's located tree (the Spec carries no places of its own)."""
+    from ..errors import Problem, SpecError
+    from ..parse import read_tree
+    where = spec.where.at("data")
+    try:
+        root = read_tree(spec.file)
+        if isinstance(root.value, dict) and "data" in root.value:
+            where = root.value["data"].where.at("data")
+    except (SpecError, OSError, ValueError):   # a spec given as text, or changed since: its start
+        pass
+    problems = []
+    for text in texts:
+        message, _, hint = text.partition("\n  hint: ")    # the sources word their problems with hints inline
+        problems.append(Problem(where, message, hint))
+    return problems
 
 
 def networks(spec, checked) -> list:
