@@ -122,7 +122,10 @@ def static_classes(data, folder: Optional[str] = None) -> Optional[list]:
     given = getattr(data, "classes", None)      # a `validation:` source has no `classes:`
     if given is not None:
         return list(given)
-    return SOURCES[data.kind].classes(data, folder)
+    kind = SOURCES[data.kind]
+    if kind.takes_path and data.location and location_problem(resolved(data.location, folder)):
+        return None                             # a path too long, a loop of links: data_problems names it
+    return kind.classes(data, folder)
 
 
 def classes_origin(data, folder: Optional[str] = None) -> Optional[tuple[int, str]]:

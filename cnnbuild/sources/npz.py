@@ -23,8 +23,11 @@ def problems(source, against: Against) -> list:
 def classes(source, folder=None):
     """The names the file stores in its `classes` array (read alone, not the images), or None."""
     import numpy as np
+    path = resolved(source.location, folder)
+    if not_regular(path):      # a FIFO would block np.load forever: the problems name it
+        return None
     try:
-        with np.load(resolved(source.location, folder), allow_pickle=False) as archive:
+        with np.load(path, allow_pickle=False) as archive:
             return [str(c) for c in archive["classes"]] if "classes" in archive.files else None
     except Exception:      # no such file, a damaged one: the reader names the problem
         return None

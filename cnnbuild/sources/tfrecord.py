@@ -50,6 +50,8 @@ def problems(source, against: Against) -> list:
 def classes(source, folder=None):
     """A pack's class names, from its index; None for plain record files (known only by reading them)."""
     index = Path(resolved(source.location, folder), PACK_INDEX)
+    if not_regular(index):     # absent, or a FIFO that would block the read
+        return None
     try:
         return list(json.loads(index.read_text())["classes"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -60,6 +62,8 @@ def read_index(root) -> dict:
     """A packed folder's index.json, checked; DataError naming the folder otherwise."""
     path = Path(root) / PACK_INDEX
     try:
+        if not_regular(path):
+            raise ValueError(not_regular(path))
         index = json.loads(path.read_text())
         if index.get("format") != FORMAT:
             raise ValueError(f"format is {index.get('format')!r}, not {FORMAT!r}")
