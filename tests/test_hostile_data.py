@@ -35,6 +35,8 @@ import sys         # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent     # this checkout (a test may have changed the working folder)
 from PIL import Image  # noqa: E402
 
 SPEC = """\
@@ -112,7 +114,7 @@ def test_a_fifo_as_the_tfrecord_path_is_refused_before_tensorflow(tmp_path, caps
     code = ("import sys; from cnnbuild.cli import main; status = main(['train', sys.argv[1], '--out', sys.argv[2]]);"
             "print('tensorflow' in sys.modules); sys.exit(status)")
     done = subprocess.run([sys.executable, "-c", code, str(spec), str(tmp_path / "run")], capture_output=True,
-                          text=True, timeout=60, env=os.environ | {"PYTHONPATH": os.getcwd()})
+                          text=True, timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert done.returncode == 1 and "named pipe (FIFO)" in done.stderr, done.stderr
     assert done.stdout.strip() == "False"       # refused before TensorFlow was imported
     assert not (tmp_path / "run").exists()
@@ -158,7 +160,7 @@ def test_a_decompression_bomb_is_skipped_named_and_memory_stays_bounded(tmp_path
     code = ("import resource, sys; from cnnbuild.cli import main; status = main(['train', sys.argv[1], '--out', "
             "sys.argv[2]]); print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(status)")
     done = subprocess.run([sys.executable, "-c", code, str(spec), str(tmp_path / "run")], capture_output=True,
-                          text=True, timeout=300, env=os.environ | {"PYTHONPATH": os.getcwd()})
+                          text=True, timeout=300, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     peak_kib = int(done.stdout.split("peak")[-1])
     assert peak_kib < 1.5e9 / 1024, peak_kib
@@ -167,7 +169,7 @@ def test_a_decompression_bomb_is_skipped_named_and_memory_stays_bounded(tmp_path
     # with on_bad: error it is refused, named, with the hint to raise the budget
     spec = write_spec(tmp_path, root, on_bad="error", extra=", max_pixels: 1000000")
     done = subprocess.run([sys.executable, "-m", "cnnbuild.cli", "train", str(spec), "--out", str(tmp_path / "r2")],
-                          capture_output=True, text=True, timeout=300, env=os.environ | {"PYTHONPATH": os.getcwd()})
+                          capture_output=True, text=True, timeout=300, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert done.returncode == 1 and f"{bomb}: 20000×20000" in done.stderr and "data.max_pixels" in done.stderr, \
         done.stderr
 
@@ -250,7 +252,7 @@ def test_stray_temporaries_of_a_killed_run_are_removed_on_resume(tmp_path):
     run = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-m", "cnnbuild.cli", "train", str(spec), "--out", str(run),
                                 "--epochs", "200"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=os.environ | {"PYTHONPATH": os.getcwd()})
+                               env=os.environ | {"PYTHONPATH": str(ROOT)})
     deadline = time.time() + 120
     while time.time() < deadline and not list((run / "checkpoints").glob("epoch-*.npz")):
         time.sleep(0.2)

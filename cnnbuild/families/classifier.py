@@ -58,14 +58,14 @@ def check(spec, files_only: bool = True) -> Checked:
 def located_data_problems(spec, texts) -> list:
     """Data problems as Problems at the spec's `data:` value (file:line:column), read from the
     spec file's located tree (the Spec carries no places of its own)."""
-    from ..errors import Problem, SpecError
+    from ..errors import Failure, Problem, SpecError
     from ..parse import read_tree
     where = spec.where.at("data")
     try:
         root = read_tree(spec.file)
         if isinstance(root.value, dict) and "data" in root.value:
             where = root.value["data"].where.at("data")
-    except (SpecError, OSError, ValueError):   # a spec given as text, or changed since: its start
+    except (SpecError, Failure, OSError, ValueError):   # a spec given as text, or changed since: its start
         pass
     problems = []
     for text in texts:
