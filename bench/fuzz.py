@@ -2,7 +2,8 @@
 changed at the level of its structure (keys and list items deleted, duplicated or swapped,
 values replaced by other types, huge and negative numbers, deep nesting, odd strings) and of
 its bytes (bits flipped, bytes inserted or deleted, control characters), each mutant checked
-in-process. Every mutant must end in a SpecError or UsageError whose problems are located,
+in-process, some with hostile data paths (a FIFO, a link loop, a dangling link, a path
+too long for the system) that check must name, never hang on. Every mutant must end in a SpecError or UsageError whose problems are located,
 or in a Report; anything else is a crash. Prints the counts by outcome and the slowest case.
 
     python bench/fuzz.py [--cases 10000] [--seed 0]
@@ -39,6 +40,7 @@ ODD_STRINGS = ["", " ", "${", "${filters * 2}", "$index", "$nope", "${10**400}",
                "!!python/object:os.system", "&a", "*a", "\t", "[", "{", "a: b", "../../../../etc/passwd", "/dev/zero"]
 NUMBERS = [0, -1, 1, 2, 3, 7, 2**31, -2**31, 10**17, -10**17, 999999999999999999, 10**18, 10**30, 0.5, -0.5, 1e-9,
            1e300, True, False, None]
+HOSTILE = []   # data paths made by `hostile_paths` in the run's folder: a FIFO, a dangling link, a loop, a long path
 CONTROL = [bytes([c]) for c in (0, 1, 7, 8, 11, 12, 27, 127)] + [b"\xc3", b"\xff", b"\xef\xbb\xbf", b"\r", b"\t"]
 
 
@@ -111,6 +113,23 @@ def mutate_bytes(rng, raw: bytes) -> bytes:
     return bytes(data)
 
 
+def hostile_paths(folder: Path) -> list:
+    """Data paths that must be named, never followed into a hang or an OSError: a FIFO (as a
+    tfrecord and as an npz), a class folder holding a FIFO, a dangling link and a loop of
+    links, a loop as the data folder itself, and paths too long for the system."""
+    import os
+    root = folder / "hostile"
+    (root / "classes" / "a").mkdir(parents=True)
+    os.mkfifo(root / "pipe.tfrecord")
+    os.mkfifo(root / "pipe.npz")
+    os.mkfifo(root / "classes" / "a" / "pipe.png")
+    (root / "classes" / "a" / "gone.png").symlink_to(root / "nowhere.png")
+    (root / "classes" / "a" / "loop.png").symlink_to(root / "classes" / "a" / "loop.png")
+    (root / "loop").symlink_to(root / "loop")
+    return [str(root / name) for name in ("pipe.tfrecord", "pipe.npz", "classes", "loop")] + \
+        [str(root / ("x" * 300) / "data"), str(root / "/".join(["y" * 200] * 25)) + ".npz"]
+
+
 def mutants(seed: int, cases: int):
     """(case number, seed spec, bytes) for `cases` mutants, the same for the same seed."""
     rng = random.Random(seed)
@@ -127,6 +146,8 @@ def mutants(seed: int, cases: int):
         path, raw = rng.choice(texts)
         if path in parsed and rng.random() < 0.6:
             data = mutate_structure(rng, copy.deepcopy(parsed[path]))
+            if HOSTILE and isinstance(data, dict) and rng.random() < 0.05:    # hostile data for `check`
+                data["data"] = {"source": rng.choice(HOSTILE), "on_bad": rng.choice(["skip", "error"])}
             out = yaml.safe_dump(data, sort_keys=False, allow_unicode=rng.random() < 0.5).encode("utf-8")
         else:
             out = mutate_bytes(rng, raw)
@@ -176,6 +197,7 @@ def check_json(path: Path) -> int:
 def run(seed: int, cases: int, folder: Path, json_every: int = 5):
     """Counts by outcome, the crashes (case, seed spec, text, traceback) and the slowest case."""
     counts, crashes, slowest = Counter(), [], (0.0, None)
+    HOSTILE[:] = hostile_paths(folder)
     path = folder / "mutant.yaml"
     for case, origin, raw in mutants(seed, cases):
         path.write_bytes(raw)

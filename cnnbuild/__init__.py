@@ -73,21 +73,22 @@ def export_run(run_dir, out=None, format="savedmodel") -> list:
     return families.of_run(run_dir).export(run_dir, out, format)
 
 
-def evaluate_run(run_dir, data=None, classifier=None, n=1000, seed=0, out=None):
-    """Evaluate a run (a classifier on its validation data or `data`; a GAN's samples with `classifier`)."""
+def evaluate_run(run_dir, data=None, classifier=None, n=1000, seed=0, out=None, trust_model=False):
+    """Evaluate a run (a classifier on its validation data or `data`; a GAN's samples with `classifier`).
+    `trust_model`: run a SavedModel even when its graph holds more than inference ops."""
     from . import families
     return families.of_run(run_dir).evaluate(run_dir, {"data": data, "classifier": classifier, "n": n, "seed": seed,
-                                                       "out": out})
+                                                       "out": out, "trusted": trust_model})
 
 
-def predict_files(model, images, top=1, out="predictions"):
+def predict_files(model, images, top=1, out="predictions", trust_model=False):
     from . import families
-    return families.for_verb("predict", model).predict(model, images, top, out)
+    return families.for_verb("predict", model).predict(model, images, top, out, trusted=trust_model)
 
 
-def sample_run(run, count=64, class_name=None, seed=0, out=None) -> dict:
+def sample_run(run, count=64, class_name=None, seed=0, out=None, trust_model=False) -> dict:
     from . import families
-    return families.for_verb("sample", run).sample(run, count, class_name, seed, out)
+    return families.for_verb("sample", run).sample(run, count, class_name, seed, out, trusted=trust_model)
 
 
 def compare_specs(paths, epochs=None, out=None, variants=None) -> list:

@@ -217,7 +217,7 @@ def sample(args):
     from .tfstart import start_tensorflow
     family = families.for_verb("sample", args.run_dir)
     start_tensorflow()
-    return family.sample(args.run_dir, args.n, args.class_name, args.seed, args.out)
+    return family.sample(args.run_dir, args.n, args.class_name, args.seed, args.out, trusted=args.trust_model)
 
 
 def show_sample(result, args) -> int:
@@ -234,7 +234,8 @@ def predict(args):
         raise UsageError(f"--top {args.top}: must be at least 1 (the number of best classes to show)")
     family = families.for_verb("predict", args.model)
     start_tensorflow()
-    return family.predict(args.model, args.images, args.top, args.out, batch_size=args.batch_size)
+    return family.predict(args.model, args.images, args.top, args.out, batch_size=args.batch_size,
+                          trusted=args.trust_model)
 
 
 def show_predictions(predictions, args) -> int:
@@ -260,7 +261,7 @@ def evaluate(args):
     family = families.of_run(args.run_dir)
     start_tensorflow()
     return family.evaluate(args.run_dir, {"data": args.data, "out": args.out, "classifier": args.classifier,
-                                          "n": args.n, "seed": args.seed})
+                                          "n": args.n, "seed": args.seed, "trusted": args.trust_model})
 
 
 def show_evaluated(result, args) -> int:
@@ -395,6 +396,11 @@ def show_metrics(metrics, args) -> int:
     return 0 if metrics is not None else 1
 
 
+TRUST = arg("--trust-model", action="store_true",
+            help="run a SavedModel even when its graph holds ops other than inference ops (file, network, process, "
+                 "py_func, print or summary ops): only for a model whose maker you trust, since a SavedModel is a "
+                 "program")
+
 # ── the commands ───────────────────────────────────────────────────────────────────────────
 
 COMMANDS = {
@@ -436,7 +442,7 @@ COMMANDS = {
         arg("--class", dest="class_name", metavar="K", help="of a conditional run: the class, by index or name"),
         arg("--seed", type=int, default=0, help="the noise seed (default 0: the same pictures every time)"),
         arg("--out", metavar="grid.png | DIR/", help="the grid PNG (default RUN/sample.png), or a folder (existing, "
-                                                     "or ending in /) for one PNG per sample")), sample, show_sample),
+                                                     "or ending in /) for one PNG per sample"), TRUST), sample, show_sample),
     "predict": Command("classify image files with an export (or a run folder)", (
         arg("model", metavar="EXPORT_OR_RUN_DIR",
             help="an export folder (RUN_DIR/export/savedmodel) or a run folder (exported first if needed)"),
@@ -447,7 +453,7 @@ COMMANDS = {
         arg("--top", type=int, default=1, metavar="K", help="show the K most likely classes (default 1)"),
         arg("--json", action="store_true", help="print a JSON list, one object per image"),
         arg("--out", default="predictions", metavar="DIR",
-            help="where a segmentation model's masks and overlays go (default predictions/)")),
+            help="where a segmentation model's masks and overlays go (default predictions/)"), TRUST),
         predict, show_predictions),
     "evaluate": Command("accuracy, per-class precision and recall, confusion matrix (of a GAN run: its samples, "
                         "classified with --classifier)", (
@@ -460,7 +466,7 @@ COMMANDS = {
         arg("--classifier", metavar="RUN_OR_EXPORT",
             help="of a GAN run: score its samples with this classifier (trained by cnnbuild on the same data)"),
         arg("--n", type=positive_int, default=1000, help="of a GAN run: samples to classify (default 1000)"),
-        arg("--seed", type=int, default=0, help="of a GAN run: the noise seed (default 0)")),
+        arg("--seed", type=int, default=0, help="of a GAN run: the noise seed (default 0)"), TRUST),
         evaluate, show_evaluated),
     "draw": Command("draw the architecture as SVG or PNG (pure Python)", (
         SPEC, arg("--out", help="FILE.svg or FILE.png (default NAME.svg; of a GAN spec, FILE_generator.svg and "

@@ -8,6 +8,7 @@
       checkpoints/         what resume needs
       model.keras          the trained model (no augmentation inside)
       training_curves.png
+      skipped.txt          the files and records left out (data.on_bad: skip), one per line with the reason
       tensorboard/         event files, with train: {tensorboard: true} or --tensorboard
       .lock                who owns the folder now (`owned`)
 Files are written to a temporary sibling and renamed into place (`atomic_write`).
@@ -15,8 +16,10 @@ Files are written to a temporary sibling and renamed into place (`atomic_write`)
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -32,6 +35,7 @@ METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 MODEL = "model.keras"
 CURVES = "training_curves.png"
+SKIPPED = "skipped.txt"         # every file or record training left out (on_bad: skip), and why
 PROFILE = "data_profile.json"   # what the training images look like, for predict's warnings
 TENSORBOARD = "tensorboard"
 LOCK = ".lock"
@@ -41,10 +45,33 @@ UMASK = os.umask(0)   # the process's umask: read once (reading it means setting
 os.umask(UMASK)
 
 
+class DiskFull(OSError):
+    """No space left on the device while writing `filename` (the file it was to become; its
+    previous content is intact)."""
+
+
+def full_disk(error: BaseException) -> bool:
+    """A full disk, as Python reports it (ENOSPC / EDQUOT) or as TensorFlow's and Keras's
+    writers do (their own error types, with the system's message)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
+
+
 def atomic_write(path, data: bytes | str) -> None:
-    """Write a file so that readers see the old content or the new, never half of it."""
+    """Write a file so that readers see the old content or the new, never half of it. A full
+    disk raises DiskFull naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _atomic_write(path, data)
+    except OSError as e:
+        if full_disk(e):
+            raise DiskFull(errno.ENOSPC, "No space left on device", str(path)) from None
+        raise
+
+
+def _atomic_write(path: Path, data) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~UMASK)     # mkstemp makes 0600; give the file the usual permissions
@@ -64,6 +91,52 @@ def write_json(path, value) -> None:
 
 def read_json(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# ── what a killed process leaves ─────────────────────────────────────────────────────────────
+
+STRAY = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}$|^\..+-\d+\.keras$")   # atomic_write's mkstemp; save_model's
+
+
+def remove_stray_temporaries(folder) -> list:
+    """Remove the temporary siblings a killed writer left in `folder` (.history.csv.k2j4x9_a,
+    .model-4121.keras, …: a write's file before its rename). Only while the folder is owned:
+    no other process is writing there. Returns the names removed."""
+    removed = []
+    for entry in Path(folder).iterdir():
+        if entry.name != LOCK and STRAY.match(entry.name) and (entry.is_file() or entry.is_symlink()):
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
+
+
+# ── reading a folder's own files only ────────────────────────────────────────────────────────
+
+def within(folder, name) -> Path:
+    """FOLDER/NAME, refused (UsageError naming it) when it, or a folder on the way, is a link
+    that leads out of FOLDER or nowhere: a run folder or an export from elsewhere could
+    otherwise make `evaluate` read (and its messages quote) any file of the machine."""
+    folder = Path(folder)
+    path = folder / name
+    try:
+        real, home = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):      # a loop of links (RuntimeError before Python 3.13)
+        raise UsageError(f"{path}: a loop of symbolic links; nothing was read",
+                         "replace the link with the file itself") from None
+    if not real.is_relative_to(home):
+        raise UsageError(f"{path}: a symbolic link to {real}, outside {folder}; cnnbuild reads only a run or export "
+                         f"folder's own files, so nothing was read", "replace the link with a copy of the file")
+    return path
+
+
+def refuse_links_out(folder) -> None:
+    """Refuse a folder (an export) holding any link that leads out of it, at any depth."""
+    folder = Path(folder)
+    for parent, folders, files in os.walk(folder):      # links to folders are listed, not entered
+        for name in folders + files:
+            entry = Path(parent) / name
+            if entry.is_symlink():
+                within(folder, entry.relative_to(folder))
 
 
 # ── one owner per run folder ───────────────────────────────────────────────────────────────
@@ -99,7 +172,11 @@ def owned(folder, command: str):
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                  "command": command, "argv": sys.argv}
         os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, (json.dumps(owner) + "\n").encode("utf-8"), 0)
+        try:
+            os.pwrite(descriptor, (json.dumps(owner) + "\n").encode("utf-8"), 0)
+        except OSError as e:       # a full disk: the lock holds all the same (flock); the first real write
+            if not full_disk(e):   # names the file and what was kept
+                raise
         try:
             yield owner
         finally:

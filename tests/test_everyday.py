@@ -4,7 +4,6 @@ progress count off a pipe, `check` refuses softmax with from_logits: true in one
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

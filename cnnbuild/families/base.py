@@ -26,8 +26,9 @@ The contract, field by field:
   owns_run      (folder) → bool: is this run or export folder one of the family's
   export        (run, out, format) → the lines `cnnbuild export` prints
   evaluate      (run, options) → an Evaluated (document and text); options: the command's
-  sample        (run, n, class, seed, out) → what was written; None when the family has no sampler
-  predict       (model, images, top, out, batch_size) → predictions; None when the family does not classify
+                arguments by name ("trusted": --trust-model, run a SavedModel whatever ops it holds)
+  sample        (run, n, class, seed, out, trusted=) → what was written; None when the family has no sampler
+  predict       (model, images, top, out, batch_size, trusted=) → predictions; None when the family does not classify
   optimizers    key paths of the family's own optimizer sections (written out as shorthands)
   spec_files    key paths that name a network's spec file (made absolute for the run folder)
   schema        (generator, the spec schema) → the family's JSON Schema, or None

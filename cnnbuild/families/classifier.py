@@ -26,7 +26,7 @@ class Checked:
 
     @property
     def errors(self) -> list:
-        return list(self.report.errors) + [f"data: {problem}" for problem in self.data_errors]
+        return list(self.report.errors) + [str(problem) for problem in self.data_errors]
 
     @property
     def warnings(self) -> list:
@@ -38,7 +38,8 @@ class Checked:
 
     def document(self) -> dict:
         # "valid" answers the exit code's question: a spec whose data is missing does not train
-        extra = {"valid": False, "data_errors": [str(problem) for problem in self.data_errors]} if self.data_errors else {}
+        extra = {"valid": False, "data_errors": [problem.to_json() for problem in self.data_errors]} \
+            if self.data_errors else {}
         return self.report.to_json() | extra
 
 
@@ -51,7 +52,23 @@ def check(spec, files_only: bool = True) -> Checked:
     from ..check import infer
     from ..sources import data_problems
     report = infer(spec)
-    return Checked(report, data_problems(spec.data, report.output, files_only=files_only) if report.valid else [])
+    found = data_problems(spec.data, report.output, files_only=files_only) if report.valid else []
+    return Checked(report, located_data_problems(spec, found) if found else [])
+
+
+def located_data_problems(spec, found) -> list:
+    """Data problems as Problems at the spec's `data:` value (file:line:column), read from the
+    spec file's located tree (the Spec carries no places of its own)."""
+    from ..errors import Failure, Problem, SpecError
+    from ..parse import read_tree
+    where = spec.where.at("data")
+    try:
+        root = read_tree(spec.file)
+        if isinstance(root.value, dict) and "data" in root.value:
+            where = root.value["data"].where.at("data")
+    except (SpecError, Failure, OSError, ValueError):   # a spec given as text, or changed since: its start
+        pass
+    return [Problem(where, problem.message, problem.hint) for problem in found]   # DataErrors: message and hint
 
 
 def networks(spec, checked) -> list:
@@ -103,9 +120,9 @@ def evaluate(run, options) -> Evaluated:
                      f"{format_result(result)}\nconfusion matrix: {png}; figures: {png.with_suffix('.json')}")
 
 
-def predict(model, images, top=1, out="predictions", batch_size=32):
+def predict(model, images, top=1, out="predictions", batch_size=32, trusted=False):
     from ..serve.predict import predict_files
-    return predict_files(model, images, top, out, batch_size=batch_size)
+    return predict_files(model, images, top, out, batch_size=batch_size, trusted=trusted)
 
 
 FAMILY = Family(name="classifier", title="classifier", description="a classifier (or segmentation) network", marks=(), spec_type=Spec, parse=parse, check=check, networks=networks,

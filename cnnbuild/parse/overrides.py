@@ -11,7 +11,7 @@ import functools
 import os
 from pathlib import Path
 
-from ..errors import Invalid, Problem, UsageError, Where
+from ..errors import Invalid, Problem, SpecError, UsageError, Where
 from ..layers import REGISTRY
 from ..sources import SOURCES, source_kind
 from .sections import expand_shorthand
@@ -21,7 +21,11 @@ from .source import Node, parse_text
 def setting(key: str, text: str, origin: str = "--set") -> tuple[str, Node]:
     """A command-line `key=value`: the value is read as YAML (numbers, lists) and placed at
     `origin` (e.g. '--set'), so errors in it point at the command line."""
-    node = parse_text(f"v: {text}" if text.strip() else "v: ''", f"{origin} {key}").value["v"]
+    try:
+        node = parse_text(f"v: {text}" if text.strip() else "v: ''", f"{origin} {key}").value["v"]
+    except SpecError as e:     # the value's own error, at the key it sets (not the wrapper's 'v')
+        raise SpecError([dataclasses.replace(problem, where=Where(origin, 1, 1, key)) for problem in e.problems]) \
+            from None
     node.where = Where(origin, 1, 1, key)
     return key, node
 

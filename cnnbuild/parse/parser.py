@@ -167,8 +167,8 @@ def _check_logits(top, layers, train, problems):
         where = top["train"].value["from_logits"].where
         problems.append(Problem(where, f"true, but the network ends in {activation}: its outputs are "
                                        "probabilities, not logits",
-                                f"remove from_logits (auto decides from the output), or end in a layer without "
-                                f"activation to train on logits"))
+                                "remove from_logits (auto decides from the output), or end in a layer without "
+                                "activation to train on logits"))
 
 
 def _top(top, key, annotation, problems, root, default=None):

@@ -93,6 +93,9 @@ class Data(Source):
       on_bad: `error` (default): a corrupt image, an empty class folder, a label out of range
         or an image whose channels do not fit stops with a message naming the file; `skip`:
         such files are left out and counted.
+      max_pixels: the largest image (width × height, read from its header before decoding)
+        training decodes, as predict does (default 50,000,000): a larger one is refused, or
+        left out and named with `on_bad: skip` (a 1 MB PNG can decode to gigabytes).
       cache: where decoded, resized images are kept after the first epoch. `auto` (default):
         in memory when they fit `cache_budget`, else none (files are decoded again each
         epoch, so memory does not grow with the dataset); `memory` (or true); `disk` (a
@@ -113,6 +116,7 @@ class Data(Source):
     task: Literal["auto", "classification", "segmentation"] = "auto"
     classes: Optional[tuple[str, ...]] = None
     on_bad: Literal["error", "skip"] = "error"
+    max_pixels: PositiveInt = 50_000_000     # predict's MAX_PIXELS: a 50-megapixel photo
     cache: Union[bool, Literal["auto", "memory", "disk"]] = "auto"   # bool first: a misspelt word gets the words' hint
     cache_budget: Optional[PositiveInt] = None
     shuffle_buffer: Annotated[int, Range(1, 100_000_000)] = 10_000
@@ -139,6 +143,10 @@ class Data(Source):
 
 OPTIMIZER_KEYS = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "beta_1": ("adam", "adamw"),
                   "beta_2": ("adam", "adamw"), "rho": ("rmsprop",)}
+
+
+MAX_LEARNING_RATE = 10     # no optimizer trains above it: 1e30 trained lenet5 to a loss of 2e31 and exited 0
+INF = float("inf")
 
 
 @record(frozen=True)
@@ -176,6 +184,11 @@ class Optimizer:
                               "remove it, or choose " + " or ".join(names))
         if self.epsilon is not None and self.name == "sgd":
             raise Invalid("optimizer sgd takes no 'epsilon'", "remove it")
+        rate = self.learning_rate
+        if rate is not None and not (0 < rate <= MAX_LEARNING_RATE):   # NaN fails every comparison
+            raise Invalid(f"learning rate {rate} is {'not a finite number' if rate != rate or rate in (INF, -INF) else 'above ' + str(MAX_LEARNING_RATE) if rate > 0 else 'not above 0'}: training "
+                          "would diverge (or not move) and still exit as if it had trained",
+                          "typical rates are 0.0001 to 0.1 (Adam's default 0.001, SGD's 0.01)", field="learning_rate")
 
     @property
     def base_learning_rate(self) -> float:

@@ -96,7 +96,7 @@ def _run_spec(run, data):
     """The run's resolved spec (its data section and seed), with `--data` replacing the source."""
     from ..errors import Invalid, SpecError
     from ..parse import Spec, load_spec
-    path = run.folder / runfolder.SPEC
+    path = runfolder.within(run.folder, runfolder.SPEC)
     if path.is_file():
         spec = load_spec(path)
     elif data:

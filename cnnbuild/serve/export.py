@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,8 @@ class Run:
     model: object            # keras.Model
     classes: list
     image_shape: tuple       # (height, width, channels) the model was trained on
-    fingerprint: str         # sha256 of model.keras and classes.json: which run an export came from
+    fingerprint: str         # sha256 of model.keras and classes.json: which run an export came from (staleness
+                             # only: anyone who can write the folder recomputes it; allowlist.py vouches)
 
 
 def input_channels(format: str, image_shape):
@@ -154,8 +156,8 @@ def write_verified(destination: Path, format: str, fill) -> dict:
 def _profile(folder: Path) -> dict:
     """The run's description of its training images (train/data.py image_profile), if it has one."""
     try:
-        profile = runfolder.read_json(folder / runfolder.PROFILE)
-    except (OSError, ValueError):
+        profile = runfolder.read_json(runfolder.within(folder, runfolder.PROFILE))
+    except (OSError, ValueError, UsageError):
         return {}
     return profile if isinstance(profile, dict) else {}
 
@@ -199,7 +201,10 @@ def _disk_full(error: BaseException) -> bool:
 # ── the run folder ─────────────────────────────────────────────────────────────────────────
 
 def check_run_folder(folder: Path) -> None:
-    """A finished run folder (with its model file), or a refusal saying what to do; no TensorFlow."""
+    """A finished run folder (with its model file, not a link out of it), or a refusal saying
+    what to do; no TensorFlow."""
+    if folder.is_dir():
+        runfolder.within(folder, runfolder.MODEL), runfolder.within(folder, runfolder.CLASSES)
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such run folder; train one first: cnnbuild train SPEC --out {folder}")
     if not (folder / runfolder.MODEL).is_file():
@@ -215,10 +220,12 @@ def load_run(run_dir) -> Run:
 
     from ..layers import keras_layers  # noqa: F401  (registers cnnbuild's layers for loading)
     try:
+        if not zipfile.is_zipfile(model_path):
+            raise ValueError("not a Keras model file (a .keras file is a zip archive; this one is not)")
         with _quiet():
             model = keras.saving.load_model(model_path, compile=False)
     except Exception as e:   # a damaged or foreign file: say which, never a traceback
-        raise UsageError(f"{model_path}: cannot load the trained model: {first_line(e)}; "
+        raise UsageError(f"{model_path}: cannot load the trained model: {model_problem(e)}; "
                          "re-run `cnnbuild train` to write it again") from None
     shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
     if shape is None or len(shape) != 3 or None in shape:
@@ -226,6 +233,14 @@ def load_run(run_dir) -> Run:
     outputs = model.output_shape[-1]
     classes = _read_classes(folder, outputs)
     return Run(folder, model, classes, shape, fingerprint(folder))
+
+
+def model_problem(error: Exception) -> str:
+    """Why Keras could not load a model file, in words: its KeyError names a missing entry of
+    the model's configuration (a file edited or made by hand), which alone reads as 'name'."""
+    if isinstance(error, KeyError):
+        return f"its configuration lacks the entry {error} (a file not saved by Keras, or edited)"
+    return first_line(error)
 
 
 def fingerprint(run_dir) -> str:
@@ -457,10 +472,13 @@ def tflite_interpreter():
             return tf.lite.Interpreter, "tf.lite.Interpreter"
 
 
-def open_export(path) -> Runner:
-    """Load an export folder (or a bare SavedModel folder, .keras, .onnx or .tflite file)."""
+def open_export(path, trusted: bool = False) -> Runner:
+    """Load an export folder (or a bare SavedModel folder, .keras, .onnx or .tflite file). A
+    SavedModel is loaded only when its graph holds nothing but inference ops (allowlist.py),
+    or when the user `trusted` it (--trust-model)."""
     path = Path(path)
     folder, manifest = path, {}
+    runfolder.refuse_links_out(path.parent if path.is_file() else path)
     if path.is_file():
         # a model file inside an export folder: the folder is the export (its classes and
         # manifest are beside the file), and the file must be the one its manifest names
@@ -486,7 +504,7 @@ def open_export(path) -> Runner:
         raise UsageError(f"{path}: unknown export format '{format}'")
     if manifest.get("kind", CLASSIFIER_KIND) != CLASSIFIER_KIND:
         raise UsageError(f"{path}: a {manifest['kind']} export, not a classifier's; give an export of a classifier run")
-    return _open(folder, format, manifest)
+    return _open(folder, format, manifest, trusted)
 
 
 def _manifest(folder: Path) -> dict:
@@ -499,7 +517,10 @@ def _manifest(folder: Path) -> dict:
     return manifest
 
 
-def _open(folder: Path, format: str, manifest: dict) -> Runner:
+def _open(folder: Path, format: str, manifest: dict, trusted: bool = False) -> Runner:
+    if format == "savedmodel":
+        from .allowlist import refuse_unless_inference
+        refuse_unless_inference(folder, trusted)   # before TensorFlow loads anything of it
     try:
         with _quiet():
             return RUNNERS[format](folder, manifest)

@@ -83,19 +83,21 @@ def expand_images(names) -> list[str]:
     return found
 
 
-def predict_files(model_path, files, top: int = 1, out="predictions", warn=None, batch_size: int = 32) -> list[Prediction]:
+def predict_files(model_path, files, top: int = 1, out="predictions", warn=None, batch_size: int = 32,
+                  trusted: bool = False) -> list[Prediction]:
     """Predict each file (folders and glob patterns expanded: `expand_images`), `batch_size`
     images of one size at a time, so memory stays bounded however many files are given;
     unreadable files get a Prediction with `error` set. A segmentation
     model's masks and overlays are written to the folder `out`. `warn(text)` is told, once
     per kind, of files that differ from the training images in a way that matters (default:
-    printed to standard error)."""
+    printed to standard error). A SavedModel runs only when its graph holds inference ops alone
+    (serve/allowlist.py) or the user `trusted` it (--trust-model)."""
     import numpy as np
 
     from .export import open_export
     with ExitStack() as stack:
         export = resolve_export(model_path, stack)
-        runner = open_export(export)
+        runner = open_export(export, trusted)
         classes = runner.classes
         profile = runner.manifest.get("input", {}).get("training_images") or {}
         predictions, batches, unlike, written = [], {}, {}, set()
@@ -182,6 +184,7 @@ def resolve_export(path, stack: ExitStack) -> Path:
     if not (path.is_dir() and (path / runfolder.MODEL).is_file() and not (path / export.MANIFEST).is_file()):
         return path
     saved = export.default_destination(path, "savedmodel")
+    runfolder.within(path, saved.relative_to(path))
     if (saved / export.MANIFEST).is_file():
         try:
             current = runfolder.read_json(saved / export.MANIFEST).get("source_fingerprint") == export.fingerprint(path)

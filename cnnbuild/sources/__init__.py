@@ -23,11 +23,11 @@ from typing import Optional
 from ..errors import Invalid
 from . import digits, directory, npz, shapes, tfds, tfrecord
 from .common import (PACK_INDEX, Against, DataError, Packing, Part, Reading, SourceKind, class_folders,
-                     image_files)
+                     image_files, location_problem, resolved)
 
 __all__ = ["SOURCES", "PACK_INDEX", "Against", "DataError", "Packing", "Part", "Reading", "SourceKind",
            "class_folders", "classes_origin", "data_problems", "image_files", "labels_from_folders", "location_of",
-           "lookup", "pack", "precheck", "register", "section_error", "section_limits", "source_kind",
+           "lookup", "pack", "precheck", "read_source", "register", "section_error", "section_limits", "source_kind",
            "static_classes", "task_of"]
 
 SOURCES: dict[str, SourceKind] = {}
@@ -122,7 +122,10 @@ def static_classes(data, folder: Optional[str] = None) -> Optional[list]:
     given = getattr(data, "classes", None)      # a `validation:` source has no `classes:`
     if given is not None:
         return list(given)
-    return SOURCES[data.kind].classes(data, folder)
+    kind = SOURCES[data.kind]
+    if kind.takes_path and data.location and location_problem(resolved(data.location, folder)):
+        return None                             # a path too long, a loop of links: data_problems names it
+    return kind.classes(data, folder)
 
 
 def classes_origin(data, folder: Optional[str] = None) -> Optional[tuple[int, str]]:
@@ -159,8 +162,20 @@ def data_problems(data, output_shape, files_only=False, folder: Optional[str] = 
                       data.on_bad == "skip", files_only, folder)
     found = []
     for source in [data] + ([data.validation] if data.validation is not None else []):
-        found += SOURCES[source.kind].problems(source, against)
+        kind = SOURCES[source.kind]
+        problem = location_problem(resolved(source.location, folder)) if kind.takes_path and source.location else None
+        found += [problem] if problem else kind.problems(source, against)
     return found
+
+
+def read_source(section, reading, seed):
+    """A section's data read by its kind, after what no kind can look at: a path longer than
+    the system allows, a loop of links (each named, never an OSError)."""
+    kind = SOURCES[section.kind]
+    problem = location_problem(section.location) if kind.takes_path and section.location else None
+    if problem:
+        raise DataError(problem)
+    return kind.read(section, reading, seed)
 
 
 def precheck(data, output_shape) -> None:

@@ -7,7 +7,9 @@ rules, and `cnnbuild check` starts without either.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -15,7 +17,7 @@ from typing import Callable, Iterator, Optional
 from ..errors import Failure, Invalid
 from ..records import record
 from ..preprocess import channels_fit
-from .images import image_header, resize_masks
+from .images import image_info, resize_masks
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 PACK_INDEX = "index.json"                              # what `cnnbuild data pack` writes beside its shards
@@ -127,14 +129,97 @@ def resolved(location: str, folder: Optional[str] = None) -> str:
 
 def image_files(folder) -> list:
     """The image files directly in `folder` (by suffix, hidden files left out), sorted."""
+    return image_entries(folder)[0]
+
+
+def image_entries(folder) -> tuple:
+    """(the regular image files directly in `folder`, [(entry, why it is not read)] for the
+    entries named as images that are no regular file: a FIFO would block training forever, a
+    device would stream without end, a dangling link or a loop of links cannot be opened).
+    Links to regular files are read: datasets are often linked together."""
+    files, strays = [], []
     with os.scandir(folder) as entries:
-        return sorted(e.path for e in entries if not e.name.startswith(".") and e.is_file()
-                      and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
+        for entry in entries:
+            if entry.name.startswith(".") or os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
+                continue
+            reason = not_regular(entry.path)
+            if reason is None:
+                files.append(entry.path)
+            else:
+                strays.append((entry.path, reason))
+    return sorted(files), sorted(strays)
+
+
+def not_regular(path) -> Optional[str]:
+    """Why `path` cannot be read as a data file (following links), or None when it is a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a loop of symbolic links; nothing can be read from it"
+        if e.errno == errno.ENAMETOOLONG:
+            return too_long(path)
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        return "no such file" if e.errno == errno.ENOENT else f"cannot be read ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+            "not a regular file")
+    return f"is {kind}, not a regular file; data is read from regular files only (a pipe or device could block " \
+           "training forever)"
+
+
+def too_long(path) -> str:
+    """The words for a path the system refuses as too long (ENAMETOOLONG)."""
+    longest = max((len(os.fsencode(part)) for part in Path(path).parts), default=0)
+    return (f"the path is longer than the system allows ({len(os.fsencode(str(path))):,} bytes, its longest name "
+            f"{longest:,} bytes; the limits are usually {os.pathconf('/', 'PC_PATH_MAX'):,} and "
+            f"{os.pathconf('/', 'PC_NAME_MAX'):,})")
+
+
+def location_problem(location) -> Optional[str]:
+    """A data location's problem that comes before its kind's own checks: a path too long
+    for the system, or a loop of links. None when it can be looked at."""
+    try:
+        os.stat(location)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return f"{shown(location)}: {too_long(location)}"
+        if e.errno == errno.ELOOP:
+            return f"{location}: is a loop of symbolic links"
+    return None
+
+
+def shown(path, limit: int = 120) -> str:
+    """A path for a message, its middle cut when it is very long."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-limit // 2:]}"
+
+
+def too_many_pixels(size, budget) -> str:
+    """The words for an image over the pixel budget.
+
+    >>> too_many_pixels((20000, 20000), 50_000_000)
+    '20000×20000 = 400 megapixels, more than data.max_pixels (50 megapixels): decoding it would take 1.2 GB or more'
+    """
+    width, height = size
+    return (f"{width}×{height} = {width * height / 1e6:,.0f} megapixels, more than data.max_pixels "
+            f"({budget / 1e6:,.0f} megapixels): decoding it would take {width * height * 3 / 1e9:,.1f} GB or more")
 
 
 def class_folders(root) -> list:
-    """The sub-folders of `root` (hidden ones left out), sorted: a class each."""
-    return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+    """The sub-folders of `root` (hidden ones left out), sorted: a class each. A link loop or
+    a dangling link is no folder (the files in the folders are checked one by one)."""
+    return sorted(p for p in Path(root).iterdir() if not p.name.startswith(".") and _is_folder(p))
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def labels_of(outputs: int) -> int:
@@ -257,6 +342,7 @@ class Reading:
     input_shape: tuple
     skip: bool
     skipped: list = field(default_factory=list)
+    max_pixels: int = 50_000_000      # data.max_pixels: the largest image decoded (width × height, from its header)
 
     @property
     def labels(self) -> int:
@@ -300,9 +386,12 @@ class Reading:
         threads took 1.2–1.5 s (the GIL) and 70 MiB more memory."""
         good, seen = [], set()
         for i, path in enumerate(paths):
-            channels, reason = image_header(path)
+            channels, size, reason = image_info(path)
             if reason is not None:
                 self.bad(path, reason, "replace or delete the file, or set data.on_bad: skip to leave such files out")
+            elif size is not None and size[0] * size[1] > self.max_pixels:
+                self.bad(path, too_many_pixels(size, self.max_pixels),
+                         "resize it, set data.on_bad: skip to leave such files out, or raise data.max_pixels")
             elif not channels_fit(channels, self.input_shape[2]):
                 self.bad(path, f"has {channels} channels; the spec's input has {self.input_shape[2]} "
                                "(1, 3 or 4 channels convert to 1 or 3)")

@@ -8,8 +8,11 @@ from pathlib import Path
 
 from . import tfrecord
 from .common import (IMAGE_SUFFIXES, PACK_INDEX, Against, DataError, Packing, Part, Reading, SourceKind,
-                     class_count_problem, class_folders, empty_class_folder, image_files, resolved, written_or_path)
-from .images import decode_image, image_header, png_bytes
+                     class_count_problem, class_folders, empty_class_folder, image_entries, image_files, resolved,
+                     too_many_pixels, written_or_path)
+
+MAX_PIXELS = 50_000_000      # pack decodes to resize: the same budget as training's default data.max_pixels
+from .images import decode_image, image_info, png_bytes
 
 
 def classes(source, folder=None):
@@ -94,7 +97,9 @@ def read(data, reading: Reading, seed) -> Part:
     reading.classes_must_match(str(root), classes)
     paths, labels = [], []
     for label, folder in enumerate(folders):
-        files = image_files(folder)
+        files, strays = image_entries(folder)
+        for stray, reason in strays:
+            reading.bad(stray, reason, "remove it, or set data.on_bad: skip to leave such entries out")
         if not files and not reading.skip:
             raise empty_class_folder(folder)
         if not files:
@@ -113,7 +118,9 @@ def _image_and_mask_folders(root, reading: Reading) -> Part:
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder\n  hint: for segmentation put images in {images_dir} and "
                             f"masks (PNG, pixel value = class number) with the same names in {masks_dir}")
-    files = image_files(images_dir)
+    files, strays = image_entries(images_dir)
+    for stray, reason in strays:
+        reading.bad(stray, reason, "remove it, or set data.on_bad: skip to leave such entries out")
     if not files:
         raise DataError(f"{images_dir}: has no images ({', '.join(IMAGE_SUFFIXES)})")
     masks_by_stem = {}
@@ -154,8 +161,12 @@ def pack(location, size, data_dir=None, split="train") -> Packing:
         raise DataError(f"{source}: has no class sub-folders")
     items, skipped = [], []
     for label, folder in enumerate(folders):
-        for path in image_files(folder):
-            channels, reason = image_header(path)
+        files, strays = image_entries(folder)
+        skipped += strays
+        for path in files:
+            channels, dimensions, reason = image_info(path)
+            if reason is None and dimensions is not None and dimensions[0] * dimensions[1] > MAX_PIXELS:
+                reason = too_many_pixels(dimensions, MAX_PIXELS)
             if reason is not None:
                 skipped.append((path, reason))
                 continue

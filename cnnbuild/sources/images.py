@@ -45,8 +45,15 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def image_header(file):
+    """(channels, None) or (None, why it cannot be read): image_info without the size."""
+    channels, _, reason = image_info(file)
+    return channels, reason
+
+
+def image_info(file):
     """An image file's header (a path or a binary file object) → (channels as TensorFlow's
-    decode_image gives them, None), or (None, why it cannot be read). The header alone is
+    decode_image gives them, (width, height) or None when not known, None), or (None, None,
+    why it cannot be read). The header alone is
     read, no pixels: PNG's chunks up to the first IDAT, JPEG's markers up to its frame
     header, GIF's signature and a plain 24-bit BMP's info header are parsed directly (a few
     microseconds a file); anything else, or anything unusual, goes to PIL's Image.open, which
@@ -55,43 +62,49 @@ def image_header(file):
     if isinstance(file, (str, bytes, os.PathLike)):
         descriptor = os.open(file, os.O_RDONLY)     # not open(): its buffered file object costs more than the parse
         try:
-            channels = _channels(os.read(descriptor, HEADER_BYTES),
-                                 lambda offset: os.pread(descriptor, HEADER_BYTES, offset))
+            found = _header(os.read(descriptor, HEADER_BYTES),
+                            lambda offset: os.pread(descriptor, HEADER_BYTES, offset))
         finally:
             os.close(descriptor)
     else:
         start = file.tell()
-        channels = parsed_channels(file)
+        found = _parsed(file)
         file.seek(start)
-    if channels is not None:
-        return channels, None
-    return pil_header(file)
+    if found is not None:
+        return found[0], found[1], None
+    return _pil_info(file)
 
 
 def parsed_channels(file):
     """The channels of a PNG, JPEG, GIF or plain 24-bit BMP from its header bytes, as PIL
     would count them (tests/test_streaming.py compares the two), or None to ask PIL. `file`:
     a binary file object, read from where it stands."""
+    found = _parsed(file)
+    return None if found is None else found[0]
+
+
+def _parsed(file):
     start = file.tell()
 
     def more(offset):
         file.seek(start + offset)
         return file.read(HEADER_BYTES)
-    return _channels(file.read(HEADER_BYTES), more)
+    return _header(file.read(HEADER_BYTES), more)
 
 
-def _channels(head, more):
-    """parsed_channels of a file whose first bytes are `head`; more(offset) reads on."""
+def _header(head, more):
+    """(channels, (width, height)) of a file whose first bytes are `head` (more(offset) reads
+    on), or None to ask PIL."""
     if head.startswith(PNG_SIGNATURE):
         return _png_channels(head)
     if head.startswith(b"\xff\xd8\xff"):
         return _jpeg_channels(head, more)
     if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 13:
-        return 3                 # TensorFlow decodes every GIF frame as RGB
+        return 3, struct.unpack_from("<HH", head, 6)    # TensorFlow decodes every GIF frame as RGB
     if head[:2] == b"BM" and len(head) >= 34:
         size, width, height, planes, bits, compression = struct.unpack_from("<IiiHHI", head, 14)
         if size == 40 and width > 0 and height != 0 and planes == 1 and bits == 24 and compression == 0:
-            return 3
+            return 3, (width, abs(height))
     return None
 
 
@@ -106,7 +119,7 @@ def _png_channels(head):
     while position + 8 <= len(head):
         length, kind = struct.unpack_from(">I4s", head, position)
         if kind == b"IDAT":
-            return (4 if transparent else 3) if colour == 3 else PNG_CHANNELS[colour]
+            return ((4 if transparent else 3) if colour == 3 else PNG_CHANNELS[colour]), (width, height)
         transparent |= kind == b"tRNS"
         position += 12 + length
     return None                  # chunks past the first bytes (large metadata): PIL walks them
@@ -131,7 +144,7 @@ def _jpeg_channels(head, more):
             position += 2
         elif marker in JPEG_FRAMES:
             height, width, components = struct.unpack_from(">HHB", head, at + 5)
-            return components if width and height and components in (1, 3, 4) else None
+            return (components, (width, height)) if width and height and components in (1, 3, 4) else None
         elif marker in (0xD9, 0xDA):            # the end, or scan data before any frame header
             return None
         else:
@@ -141,21 +154,33 @@ def _jpeg_channels(head, more):
 
 def pil_header(file):
     """What PIL's Image.open reads of a file's header → (channels, None) or (None, why)."""
+    channels, _, reason = _pil_info(file)
+    return channels, reason
+
+
+def _pil_info(file):
+    """(channels, (width, height), None) or (None, None, why), from PIL's Image.open (no pixels read)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(file) as image:
-            kind, mode, transparent = image.format, image.mode, "transparency" in image.info
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # the pixel budget judges the size
+            with Image.open(file) as image:
+                kind, mode, transparent, size = image.format, image.mode, "transparency" in image.info, image.size
     except UnidentifiedImageError:
-        return None, f"not a readable {IMAGE_KINDS} image: its format is not one PIL or TensorFlow can identify"
+        return None, None, f"not a readable {IMAGE_KINDS} image: its format is not one PIL or TensorFlow can identify"
+    except Image.DecompressionBombError:
+        return None, None, f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels (PIL's own limit): too large to decode"
     except Exception as e:      # PIL raises many kinds for damaged headers (SyntaxError, OSError, struct.error)
-        return None, f"not a readable {IMAGE_KINDS} image: {first_line(str(e)) or type(e).__name__}"
+        return None, None, f"not a readable {IMAGE_KINDS} image: {first_line(str(e)) or type(e).__name__}"
     if kind not in DECODABLE_FORMATS:
-        return None, f"not a readable {IMAGE_KINDS} image: it is a {kind} file, which TensorFlow does not decode"
+        return None, None, f"not a readable {IMAGE_KINDS} image: it is a {kind} file, which TensorFlow does not decode"
     if kind == "GIF":
-        return 3, None           # TensorFlow decodes every GIF frame as RGB
+        return 3, size, None     # TensorFlow decodes every GIF frame as RGB
     if mode == "P":
-        return (4 if transparent else 3), None
-    return Image.getmodebands(mode), None
+        return (4 if transparent else 3), size, None
+    return Image.getmodebands(mode), size, None
 
 
 def decode_image(path, channels=0):

@@ -2,10 +2,9 @@
 optionally `classes`; checked whole and kept in memory."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from .common import Against, DataError, Packing, Part, Reading, SourceKind, resolved, written_or_path
+from .common import Against, DataError, Packing, Part, Reading, SourceKind, not_regular, resolved, written_or_path
 from .images import png_bytes
 
 
@@ -17,16 +16,18 @@ def names(text: str) -> bool:
 def problems(source, against: Against) -> list:
     """The file is there."""
     location = resolved(source.location, against.folder)
-    if os.path.isfile(location):
-        return []
-    return [DataError(f"{location}: no such file" if not os.path.exists(location) else f"{location}: is not a file")]
+    reason = not_regular(location)
+    return [DataError(f"{location}: {reason}")] if reason else []
 
 
 def classes(source, folder=None):
     """The names the file stores in its `classes` array (read alone, not the images), or None."""
     import numpy as np
+    path = resolved(source.location, folder)
+    if not_regular(path):      # a FIFO would block np.load forever: the problems name it
+        return None
     try:
-        with np.load(resolved(source.location, folder), allow_pickle=False) as archive:
+        with np.load(path, allow_pickle=False) as archive:
             return [str(c) for c in archive["classes"]] if "classes" in archive.files else None
     except Exception:      # no such file, a damaged one: the reader names the problem
         return None
@@ -36,8 +37,9 @@ def read(data, reading: Reading, seed) -> Part:
     """Arrays x [N, h, w(, c)] and y [N] or masks [N, h, w]; optionally `classes`."""
     import numpy as np
     path = Path(data.location)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
+    reason = not_regular(path)
+    if reason:
+        raise DataError(f"{path}: {reason}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.keys())

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..errors import first_line
 from ..preprocess import channels_fit
-from .common import PACK_INDEX, Against, DataError, Part, Reading, SourceKind, resolved, written_or_path
+from .common import (PACK_INDEX, Against, DataError, Part, Reading, SourceKind, not_regular, resolved,
+                     written_or_path)
 from .images import image_header, op_error_text
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
@@ -38,8 +39,11 @@ def tfrecord_files(pattern) -> list:
 def problems(source, against: Against) -> list:
     """The files are there (a pack's index, or record files)."""
     location = resolved(source.location, against.folder)
-    if os.path.isfile(os.path.join(location, PACK_INDEX)) or tfrecord_files(location):
+    if os.path.isfile(os.path.join(location, PACK_INDEX)):
         return []
+    files = tfrecord_files(location)
+    if files:     # a FIFO or a device would block the reader forever: refused before TensorFlow
+        return [] if against.skip else [DataError(f"{file}: {reason}") for file in files if (reason := not_regular(file))]
     return [DataError(f"{location}: no such file" + (" (no .tfrecord files in the folder)" if os.path.isdir(location)
                                                       else ""))]
 
@@ -47,6 +51,8 @@ def problems(source, against: Against) -> list:
 def classes(source, folder=None):
     """A pack's class names, from its index; None for plain record files (known only by reading them)."""
     index = Path(resolved(source.location, folder), PACK_INDEX)
+    if not_regular(index):     # absent, or a FIFO that would block the read
+        return None
     try:
         return list(json.loads(index.read_text())["classes"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -57,6 +63,8 @@ def read_index(root) -> dict:
     """A packed folder's index.json, checked; DataError naming the folder otherwise."""
     path = Path(root) / PACK_INDEX
     try:
+        if not_regular(path):
+            raise ValueError(not_regular(path))
         index = json.loads(path.read_text())
         if index.get("format") != FORMAT:
             raise ValueError(f"format is {index.get('format')!r}, not {FORMAT!r}")
@@ -107,6 +115,13 @@ def read(data, reading: Reading, seed) -> Part:
     hint = (f"records need features '{data.image_feature}' (encoded image bytes) and '{label_key}'"
             f"{' (encoded PNG)' if reading.task == 'segmentation' else ' (int64)'}; set data.image_feature / "
             f"data.{'mask' if reading.task == 'segmentation' else 'label'}_feature to your names")
+    for file in list(files):
+        reason = not_regular(file)
+        if reason is not None:
+            reading.bad(file, reason, "remove it, or set data.on_bad: skip to leave it out")
+            files.remove(file)
+    if not files:
+        raise DataError(f"{pattern}: no readable record files")
     counts, keep = [], []
     for file in files:
         count = 0

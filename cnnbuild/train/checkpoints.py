@@ -200,6 +200,7 @@ def prepare_folder(folder, resolved, classes):
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (folder / runfolder.CHECKPOINTS).glob(".epoch-*"):   # a write cut short by a kill
         stale.unlink(missing_ok=True)
+    runfolder.remove_stray_temporaries(folder)
     runfolder.atomic_write(spec_file, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     runfolder.write_json(folder / runfolder.CLASSES, list(classes))
 

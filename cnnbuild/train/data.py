@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import Problem, SpecError
-from ..sources import SOURCES, DataError, Part, Reading, labels_from_folders
+from ..sources import DataError, Part, Reading, labels_from_folders, read_source
 
 
 @dataclass
@@ -67,12 +67,14 @@ def load_data(spec, output_shape) -> Loaded:
     task = task_of(spec, output_shape)
     outputs = output_shape[-1]
     label_shape = tuple(output_shape[:2]) if task == "segmentation" else ()
-    reading = Reading(task, outputs, label_shape, spec.input, skip=data.on_bad == "skip")
-    train = SOURCES[data.kind].read(data, reading, spec.train.seed)
+    reading = Reading(task, outputs, label_shape, spec.input, skip=data.on_bad == "skip", max_pixels=data.max_pixels)
+    train = read_source(data, reading, spec.train.seed)
     classes = train.classes
     validation = None
     if data.validation is not None:
-        validation = SOURCES[data.validation.kind].read(data.validation, reading, spec.train.seed + 1)
+        before = len(reading.skipped)
+        validation = read_source(data.validation, reading, spec.train.seed + 1)
+        reading.skipped[before:] = [(file, f"{reason} (validation data)") for file, reason in reading.skipped[before:]]
         if data.classes is None and labels_from_folders(data.validation) and validation.classes != classes:
             raise DataError(f"{data.validation.location}: validation classes {validation.classes} differ from the "
                             f"training classes {classes}")

@@ -93,6 +93,10 @@ def train(training, out=None, stdout=None) -> dict:
         tf.config.optimizer.set_experimental_options(training.tf_options)
         try:
             return _session(training, folder, stdout or sys.stdout, started)
+        except Exception as e:
+            if runfolder.full_disk(e):
+                raise disk_full(folder, e) from None
+            raise
         finally:   # training in a Python session must not leave its settings on for what follows
             keras.mixed_precision.set_global_policy(previous[0])
             tf.config.optimizer.set_experimental_options({key: previous[1].get(key, True)
@@ -156,10 +160,7 @@ def _session(training, folder, out, started) -> dict:
 
     say(f"{training.spec.name}: {loaded.describe()}; {training.header(loaded, plan, policy)} → {folder}\n"
         f"input: {pipeline.describe()}")
-    for file, reason in loaded.skipped[:SKIPPED_SHOWN]:
-        say(f"skipped {file}: {reason}")
-    if len(loaded.skipped) > SKIPPED_SHOWN:
-        say(f"… and {len(loaded.skipped) - SKIPPED_SHOWN} more skipped")
+    name_skipped(folder, loaded.skipped, say)
 
     # 9. train
     _run(training, parts, pipeline, plan, history, start, steps_per_epoch, commit, folder, meta, tty, out, say)
@@ -239,6 +240,29 @@ def _results(training, parts, plan, folder, history, loaded, pipeline, commit, m
     return metrics
 
 
+def disk_full(folder, error) -> TrainingError:
+    """A full disk in words: the file being written, and what is kept."""
+    kept = runfolder.checkpoint_epochs(folder)
+    what = f"writing {error.filename}" if getattr(error, "filename", None) else f"writing in {folder}"
+    last = f"the last complete checkpoint is epoch {kept[0]}" if kept else "no epoch had completed, so no checkpoint " \
+        "was kept"
+    return TrainingError(f"the disk is full (no space left on device) while {what}; {last}",
+                         f"free space and rerun to resume: cnnbuild train with --out {folder}")
+
+
+def name_skipped(folder, skipped, say) -> None:
+    """Every file or record left out (on_bad: skip), training and validation alike: the first
+    few on the console, all of them in RUN/skipped.txt (one `file<TAB>reason` a line)."""
+    for file, reason in skipped[:SKIPPED_SHOWN]:
+        say(f"skipped {file}: {reason}")
+    if len(skipped) > SKIPPED_SHOWN:
+        say(f"… and {len(skipped) - SKIPPED_SHOWN} more skipped, all named in {folder / runfolder.SKIPPED}")
+    if skipped:
+        runfolder.atomic_write(folder / runfolder.SKIPPED, "".join(f"{file}\t{reason}\n" for file, reason in skipped))
+    else:
+        (folder / runfolder.SKIPPED).unlink(missing_ok=True)     # a resumed run whose data was fixed
+
+
 def resume(folder, plan, history, variables, say):
     """(epochs done, the checkpoint's meta): the chief's newest usable checkpoint assigned to
     `variables` (models, then optimizers) and its history restored; (0, {}) when there is none."""
@@ -308,5 +332,9 @@ def save_model(model, path):
     try:
         model.save(temporary)
         os.replace(temporary, path)
+    except Exception as e:
+        if runfolder.full_disk(e):
+            raise runfolder.DiskFull(28, "No space left on device", str(path)) from None   # 28: ENOSPC
+        raise
     finally:
         temporary.unlink(missing_ok=True)

@@ -71,7 +71,8 @@ def evaluate(run, options) -> Evaluated:
                          f"cnnbuild evaluate {run} --classifier runs/lenet5")
     if options.get("data"):
         raise UsageError("--data: a GAN run is evaluated on its own samples; leave out --data")
-    result = evaluate_gan(run, options["classifier"], options.get("n", 1000), options.get("seed", 0))
+    result = evaluate_gan(run, options["classifier"], options.get("n", 1000), options.get("seed", 0),
+                          trusted=bool(options.get("trusted")))
     png = Path(options["out"]) if options.get("out") else Path(run) / SAMPLE_FIGURES
     runfolder.write_json(png.with_suffix(".json"), result.to_json())
     drawn = result.asked is not None and len(result.asked.classes) == len(result.classes)
@@ -82,9 +83,9 @@ def evaluate(run, options) -> Evaluated:
                      f"{f'asked for × classified as: {png}; ' if drawn else ''}figures: {png.with_suffix('.json')}")
 
 
-def sample(run, count=64, class_name=None, seed=0, out=None) -> dict:
+def sample(run, count=64, class_name=None, seed=0, out=None, trusted=False) -> dict:
     from .sample import sample_run
-    return sample_run(run, count, class_name, seed, out)
+    return sample_run(run, count, class_name, seed, out, trusted=trusted)
 
 
 def schema(generator, spec_schema) -> dict:

@@ -73,7 +73,7 @@ def _log2(n: int) -> float:
     return math.log2(n) if n > 1 else 0.0
 
 
-def evaluate_gan(run_dir, classifier, count: int = 1000, seed: int = 0) -> GanEvaluation:
+def evaluate_gan(run_dir, classifier, count: int = 1000, seed: int = 0, trusted: bool = False) -> GanEvaluation:
     """Sample `count` images from a GAN run (or its export) and classify them with a cnnbuild
     classifier (a run folder or an export). The samples are fed as any uint8 images are: the
     classifier's own preprocessing resizes them to its input size, converts the channels and
@@ -84,9 +84,9 @@ def evaluate_gan(run_dir, classifier, count: int = 1000, seed: int = 0) -> GanEv
     if count < 1:
         raise UsageError(f"--n {count}: must be at least 1 (the number of samples to classify)")
     check_seed(seed)
-    generator = open_generator(run_dir)
+    generator = open_generator(run_dir, trusted)
     info = generator.info
-    names, classify = open_classifier(classifier)
+    names, classify = open_classifier(classifier, trusted)
     mapping, matched = _match_classes(info, names, classifier) if info.conditional else (None, "")
     per_class = -(-count // len(info.classes)) if info.conditional else count
     samples = draw_samples(generator, count if not info.conditional else per_class * len(info.classes), None, seed)
@@ -104,7 +104,7 @@ def evaluate_gan(run_dir, classifier, count: int = 1000, seed: int = 0) -> GanEv
                          columns=[names[k] for k in order] if asked is not None else [])
 
 
-def open_classifier(path):
+def open_classifier(path, trusted: bool = False):
     """(class names, classify(uint8 images) → predicted class ids) of a classifier run (its
     model.keras through cnnbuild.preprocess, as export verifies against) or an export."""
     import numpy as np
@@ -125,7 +125,7 @@ def open_classifier(path):
         def classify(images):
             return _top(np.asarray(reference(run, images)), path)
         return run.classes, classify
-    runner = open_export(folder)
+    runner = open_export(folder, trusted)
 
     def classify_export(images):
         if runner.channels is not None and images.shape[-1] != runner.channels:

@@ -167,8 +167,10 @@ class KerasGenerator(Generator):
 class SavedModelGenerator(Generator):
     """A GAN export (SavedModel): the uint8 conversion is inside its graph."""
 
-    def __init__(self, folder, info):
+    def __init__(self, folder, info, trusted: bool = False):
         super().__init__(folder, info, "tf.saved_model.load")
+        from ...serve.allowlist import refuse_unless_inference
+        refuse_unless_inference(folder, trusted)     # before TensorFlow loads anything of it
         import tensorflow as tf
 
         try:
@@ -190,11 +192,11 @@ class SavedModelGenerator(Generator):
         return self.fn(**inputs)["images"].numpy()
 
 
-def open_generator(path) -> Generator:
+def open_generator(path, trusted: bool = False) -> Generator:
     """A GAN run folder's generator.keras, or a GAN export folder's SavedModel. Anything else
     (no such folder, a classifier run, an unfinished run) is refused in one line."""
     folder, info, kind = generator_files(path)
-    return kind(folder, info)
+    return kind(folder, info, trusted) if kind is SavedModelGenerator else kind(folder, info)
 
 
 def generator_files(path) -> tuple:
@@ -211,6 +213,10 @@ def generator_files(path) -> tuple:
                              "predict or evaluate on it, or give a run of `cnnbuild train GAN_SPEC`")
         raise UsageError(f"{folder}: not a GAN run folder (no {GAN_INFO}); train one first: cnnbuild train GAN_SPEC "
                          f"--out {folder}")
+    if (folder / "saved_model.pb").is_file():      # an export: nothing in it may lead out of it
+        runfolder.refuse_links_out(folder)
+    for name in (GAN_INFO, GENERATOR):
+        runfolder.within(folder, name)
     info = read_info(folder / GAN_INFO)
     if (folder / GENERATOR).is_file():
         return folder, info, KerasGenerator
@@ -272,14 +278,14 @@ def draw_samples(generator: Generator, count: int = 64, label: int | None = None
     return Samples(generator(noise, labels), labels, columns)
 
 
-def sample_run(run, count: int = 64, class_name=None, seed: int = 0, out=None) -> dict:
+def sample_run(run, count: int = 64, class_name=None, seed: int = 0, out=None, trusted: bool = False) -> dict:
     """Sample a GAN run (or export) and write the grid PNG, or one PNG per sample when `out`
     is a folder (an existing one, or a path ending in /). Returns what was written."""
     if count < 1:
         raise UsageError(f"--n {count}: must be at least 1 (the number of samples)")
     check_seed(seed)
     folder = Path(run)
-    generator = open_generator(folder)
+    generator = open_generator(folder, trusted)
     label = None if class_name is None else class_index(generator.info, class_name)
     destination = Path(out) if out else folder / DEFAULT_OUT
     as_files = out is not None and (str(out).endswith(("/", "\\")) or destination.is_dir())
