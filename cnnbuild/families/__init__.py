@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from .base import Evaluated, Family  # noqa: F401
-from . import classifier, gan
+from . import classifier, gan, lapgan
 
 # Asked in order: the first that recognises a tree or owns a run folder is its family; the
 # classifier, last, recognises everything (a spec without another family's keys).
-FAMILIES: tuple = (gan.FAMILY, classifier.FAMILY)
+FAMILIES: tuple = (lapgan.FAMILY, gan.FAMILY, classifier.FAMILY)
 DEFAULT = classifier.FAMILY
 
 
