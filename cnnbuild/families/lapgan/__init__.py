@@ -57,3 +57,29 @@ FAMILY = Family(name="lapgan", title="LAPGAN", description="a LAPGAN spec: a Lap
                 with_budget=with_budget, train=train, owns_run=owns_run, export=gan.export, evaluate=gan.evaluate,
                 sample=gan.sample, optimizers=(("gan", "generator_optimizer"), ("gan", "discriminator_optimizer")),
                 verbs_hint=gan.FAMILY.verbs_hint)
+
+
+def schema(generator, spec_schema) -> dict:
+    """A LAPGAN spec's JSON Schema: the GAN's `gan:` section and network definitions (each
+    level's networks as the GAN discriminator's: inline or a path; their input is filled in)."""
+    from ..gan.schema import gan_spec_schema
+    from .spec import TOP_KEYS
+    gan_schema = gan_spec_schema(generator, spec_schema)
+    top, properties = spec_schema["properties"], gan_schema["properties"]
+
+    def levels(network):
+        level = {"type": "object", "properties": {"generator": network, "discriminator": network},
+                 "required": ["generator", "discriminator"], "additionalProperties": False}
+        return {"levels": {"type": "array", "items": level, "minItems": 2,
+                           "description": "the pyramid's levels, finest first; the last is an ordinary (c)GAN"}}
+    keys = {"name": properties["name"], "description": top["description"], "input": top["input"],
+            "gan": properties["gan"], "blocks": top["blocks"], "data": top["data"], "augment": top["augment"],
+            "train": properties["train"], "levels": {}}
+    return {"type": "object", "description": "A LAPGAN spec: a Laplacian pyramid of conditional GANs.",
+            "properties": {key: keys[key] for key in TOP_KEYS}, "required": ["input", "levels"],
+            "additionalProperties": False, "if": {"required": ["blocks"]},
+            "then": {"properties": levels(gan_schema["then"]["properties"]["discriminator"])},
+            "else": {"properties": levels(gan_schema["else"]["properties"]["discriminator"])}}
+
+
+FAMILY = dataclasses.replace(FAMILY, schema=schema)

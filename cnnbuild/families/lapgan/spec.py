@@ -132,7 +132,7 @@ def lapgan_from_node(root: Node, resolved: dict | None = None, problems=()) -> L
                                 f"{height / 2 ** k:g} × {width / 2 ** k:g}: not whole pixels (each level halves the "
                                 f"one before, I_k = d(I_(k−1)))",
                                 f"use {fits} level{'s' if fits != 1 else ''}, or an input whose sides divide by "
-                                f"{2 ** (len(entries) - 1)} (e.g. {[-(-height // 2 ** (len(entries) - 1)) * 2 ** (len(entries) - 1)] * 2 + [image_shape[2]]})"))
+                                f"{2 ** (len(entries) - 1)} (e.g. {[_round_up(side, 2 ** (len(entries) - 1)) for side in (height, width)] + [image_shape[2]]})"))
     sections = {key: top[key] for key in ("data", "augment") if key in top}
     if "train" in top:
         sections["train"] = _gan_train(top["train"], problems)
@@ -157,6 +157,10 @@ def lapgan_from_node(root: Node, resolved: dict | None = None, problems=()) -> L
     return LapganSpec(name=name, levels=tuple(levels), image_shape=tuple(image_shape), gan=gan, classes=joined,
                       file=root.where.file, description=_description(top), resolved=resolved or {}, where=root.where,
                       data=data, augment=augment, train=train, places=places)
+
+
+def _round_up(side: int, multiple: int) -> int:
+    return -(-side // multiple) * multiple
 
 
 def _level(k, entry, root, size, count, channels, gan, classes, shared, problems, places):
