@@ -47,20 +47,22 @@ def plain(text: str) -> str:
 
 
 def picture(panels: list) -> "Image.Image":
-    """The panels one under another, as one RGB PIL image."""
+    """The panels one under another, as one RGB PIL image; each panel's maps enlarged by its
+    own whole factor, so a late layer's 5×5 maps are drawn as large as an early 28×28's."""
     from PIL import Image, ImageDraw, ImageFont
     font = ImageFont.load_default()
-    h, w = max(p.images.shape[1] for p in panels), max(p.images.shape[2] for p in panels)
-    scale = max(1, -(-CELL // max(h, w)))
-    cell_h, cell_w = h * scale, w * scale
     columns = min(COLUMNS, max(len(p.images) for p in panels))
-    rows = [-(-len(p.images) // columns) for p in panels]
-    width = max(columns * (cell_w + GAP) + GAP, max(8 + 7 * len(p.header) for p in panels))
-    height = sum(HEADER + r * (TITLE + cell_h + GAP) + GAP for r in rows)
+    layouts = []
+    for panel in panels:
+        h, w = panel.images.shape[1:3]
+        scale = max(1, -(-CELL // max(h, w)))
+        layouts.append((scale, h * scale, w * scale, -(-len(panel.images) // columns)))
+    width = max(max(columns * (cw + GAP) + GAP for _, _, cw, _ in layouts), max(8 + 7 * len(p.header) for p in panels))
+    height = sum(HEADER + rows * (TITLE + ch + GAP) + GAP for _, ch, _, rows in layouts)
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     top = 0
-    for panel, count in zip(panels, rows):
+    for panel, (scale, cell_h, cell_w, rows) in zip(panels, layouts):
         draw.text((GAP, top + 2), plain(panel.header), fill="black", font=font)
         top += HEADER
         for i, (image, title) in enumerate(zip(panel.images, panel.titles)):
@@ -68,9 +70,9 @@ def picture(panels: list) -> "Image.Image":
             x, y = GAP + k * (cell_w + GAP), top + r * (TITLE + cell_h + GAP)
             draw.text((x, y), title, fill="black", font=font)
             pixels = stretch(image)
-            cell = Image.fromarray(pixels if pixels.ndim == 3 else pixels, "RGB" if pixels.ndim == 3 else "L")
-            canvas.paste(cell.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST), (x, y + TITLE))
-        top += count * (TITLE + cell_h + GAP) + GAP
+            cell = Image.fromarray(pixels, "RGB" if pixels.ndim == 3 else "L")
+            canvas.paste(cell.resize((cell_w, cell_h), Image.NEAREST), (x, y + TITLE))
+        top += rows * (TITLE + cell_h + GAP) + GAP
     return canvas
 
 
