@@ -339,6 +339,60 @@ def show_tune(summary, args) -> int:
     return 0 if "best" in summary or os.environ.get("KERASTUNER_ORACLE_IP") else 1
 
 
+def maps(args):
+    """The image's feature maps (or, with --filters, the kernels) after the chosen layers of a
+    spec's untrained network or a run's trained model, as one labelled PNG."""
+    from pathlib import Path
+
+    from . import families, runfolder
+    from .serve.maps import MAX_MAPS, feature_panels, kernel_panels
+    from .tfstart import start_tensorflow
+    from .views.maps import write_panels
+    source = Path(args.source)
+    run = source.is_dir()
+    if run and not (source / runfolder.MODEL).is_file():
+        raise UsageError(f"{source}: no {runfolder.MODEL} in it; maps reads a trained run's model (or a spec file)")
+    if not args.filters and not args.image:
+        raise UsageError("give an IMAGE to draw its feature maps, or --filters to draw the kernels")
+    spec_path = source / runfolder.SPEC if run else source
+    network, report = None, None
+    if spec_path.is_file():
+        spec = families.load_spec(spec_path)
+        family = families.of_spec(spec)
+        checked = family.check(spec, files_only=True)
+        found = family.networks(spec, checked)
+        roles = [role for role, _, _ in found]
+        if len(found) > 1 and args.network not in roles:
+            raise UsageError(f"{spec_path}: holds {len(found)} networks ({', '.join(roles)}); choose one with "
+                             f"--network {roles[-1]}")
+        _, network, report = next(n for n in found if len(found) == 1 or n[0] == args.network)
+        problems = [e for e in report.errors if isinstance(e, Problem)]
+        if problems and not run:
+            raise SpecError(problems)
+    elif not args.layer:
+        raise UsageError(f"{spec_path}: missing; name the layers to draw with --layer NAME")
+    start_tensorflow()
+    if run:
+        from .serve.export import load_run
+        model = load_run(source).model
+    else:
+        from .assemble import build_model
+        model = build_model(network, report)
+    names = {layer.name for layer in model.layers}
+    layers = args.layer or [row.name for row in report.rows if row.depth == 0 and len(row.output) == 3
+                            and row.name in names and row.kind != "input"]
+    if args.filters:
+        layers = args.layer or [name for name in layers if any(w.ndim == 4 for w in model.get_layer(name).get_weights())]
+    if not layers:
+        raise UsageError(f"{args.source}: no layer with {'a kernel' if args.filters else 'a map output'} to draw",
+                         "name one with --layer NAME")
+    limit = args.max_maps or MAX_MAPS
+    panels = kernel_panels(model, layers, limit) if args.filters else feature_panels(model, args.image, layers, limit)
+    out = Path(args.out or f"{Path(args.image).stem if args.image and not args.filters else 'filters'}_maps.png")
+    write_panels(panels, out)
+    return [f"wrote {out}: " + "; ".join(panel.header for panel in panels)]
+
+
 def schema(args):
     from .families import spec_schema
     sys.stdout.write(json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n")
@@ -476,6 +530,18 @@ COMMANDS = {
         arg("--from", dest="source", default="lenet5", metavar="EXAMPLE",
             help="the example to copy (default lenet5; image_folder for your own class folders; "
                  "any of specs/ or the zoo: unet, dcgan_digits, resnet50, …)")), init, show_lines),
+    "maps": Command("draw what a network sees: an image's feature maps after chosen layers (or, with --filters, their "
+                    "kernels) as one labelled PNG", (
+        arg("source", metavar="SPEC_OR_RUN", help="a spec (its untrained network: fixed kernels are exact) or a "
+                                                  "trained run folder (its model.keras)"),
+        arg("image", metavar="IMAGE", nargs="?", help="png, jpg, bmp or gif (not needed with --filters)"),
+        arg("--layer", action="append", metavar="NAME", help="a layer to draw (repeat for several; default: every "
+                                                              "top-level layer with a map output)"),
+        arg("--filters", action="store_true", help="draw the layers' kernels, one picture per filter"),
+        arg("--network", metavar="ROLE", help="of a spec with several networks: which one (e.g. discriminator)"),
+        arg("--max-maps", type=positive_int, metavar="N", help="maps (or filters) drawn per layer (default 32)"),
+        arg("--out", metavar="FILE.png", help="the picture (default IMAGE_maps.png, or filters_maps.png)")),
+        maps, show_lines),
     "schema": Command("print the JSON Schema of the spec language (for editors)", (), schema, show_status),
     "compare": Command("compare specs: parameters, MACs, activation memory, receptive field; with --epochs, "
                        "validation accuracy against compute (CSV and chart)", (

@@ -40,6 +40,14 @@ class PaddingSpec:
     """'valid', 'same', an int P, [ph, pw], or [[top, bottom], [left, right]]."""
 
 
+class KernelValues:
+    """A convolution's fixed kernel: one of `names` (presets), an F×F matrix, a list of them
+    (matrices or names, one per filter), or a full F×F×C_in×K array; numbers nested as tuples."""
+
+    def __init__(self, names: tuple = ()):
+        self.names = names
+
+
 class LayerList:
     """A list of layers (a composite's children); parsed by the spec parser."""
 

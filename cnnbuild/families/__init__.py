@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from .base import Evaluated, Family  # noqa: F401
-from . import classifier, gan
+from . import classifier, gan, lapgan
 
 # Asked in order: the first that recognises a tree or owns a run folder is its family; the
 # classifier, last, recognises everything (a spec without another family's keys).
-FAMILIES: tuple = (gan.FAMILY, classifier.FAMILY)
+FAMILIES: tuple = (lapgan.FAMILY, gan.FAMILY, classifier.FAMILY)
 DEFAULT = classifier.FAMILY
 
 
@@ -46,7 +46,8 @@ def for_verb(verb: str, folder) -> Family:
     having = [family for family in FAMILIES if getattr(family, verb) is not None]
     owner = next((family for family in FAMILIES if family is not DEFAULT and family.owns_run(folder)), None)
     if owner is None:
-        return having[0] if len(having) == 1 else DEFAULT
+        # one answer when every family with the verb answers it alike (a LAPGAN samples as a GAN)
+        return having[0] if len({getattr(family, verb) for family in having}) == 1 else DEFAULT
     if getattr(owner, verb) is None:
         raise UsageError(f"{folder}: a {owner.title} run or export, not a {' or '.join(f.title for f in having)} run; "
                          f"{owner.verbs_hint}")

@@ -7,16 +7,76 @@ Parameters per layer, as the seeds count them: K · (F·F·C_in + 1) for K filte
 from __future__ import annotations
 
 from ..records import record
-from typing import ClassVar, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from . import shapes
 from ..errors import Invalid
-from ..fields import NonNegativePair, Padding, Pair, PositiveInt
+from ..fields import KernelValues, NonNegativePair, Padding, Pair, PositiveInt
 from .base import (Activation, Initializer, Kind, Out, PaddingMode, need_spatial, own_activation, part_name, register,
                    window)
 from .core import BatchNorm, batchnorm_extra, batchnorm_of
 from .keras_parts import built_parts, explicit_pads, finish, keras_initializer, keras_padding, keras_with_activation
 from .labels import applied, size_text, stride_text
+
+
+# The fixed filters of seed 002 ("Convolved Image" table), by name. The seed lists three edge
+# detectors: the diagonal one first, then the Laplacians over 4 and over 8 neighbours.
+PRESETS = {
+    "identity": ((0, 0, 0), (0, 1, 0), (0, 0, 0)),
+    "edge_detection": ((1, 0, -1), (0, 0, 0), (-1, 0, 1)),
+    "edge_detection_4": ((0, 1, 0), (1, -4, 1), (0, 1, 0)),
+    "edge_detection_8": ((-1, -1, -1), (-1, 8, -1), (-1, -1, -1)),
+    "sharpen": ((0, -1, 0), (-1, 5, -1), (0, -1, 0)),
+    "box_blur": tuple((1 / 9,) * 3 for _ in range(3)),
+    "gaussian_blur": tuple(tuple(v / 16 for v in row) for row in ((1, 2, 1), (2, 4, 2), (1, 2, 1))),
+}
+KernelWeights = Annotated[object, KernelValues(tuple(PRESETS))]
+
+
+def _matrix(value) -> tuple:
+    return tuple(tuple(float(v) for v in row) for row in PRESETS[value]) if isinstance(value, str) else value
+
+
+def kernel_layout(weights) -> tuple:
+    """(rows, columns, input channels or None, filters or None) of fixed kernel values: a
+    matrix (or preset) serves every input channel of every filter, a list of matrices one
+    filter each (every input channel), a 4-D array is Keras's F×F×C_in×K kernel itself.
+
+    >>> kernel_layout("sharpen"), kernel_layout(("identity", "box_blur"))
+    ((3, 3, None, None), (3, 3, None, 2))
+    >>> kernel_layout(((((1.0,),),),))
+    (1, 1, 1, 1)
+    """
+    if isinstance(weights, str) or len(_shape(weights)) == 2:
+        rows, columns = _shape(_matrix(weights))
+        return rows, columns, None, None
+    if all(isinstance(item, str) or len(_shape(item)) == 2 for item in weights):
+        shapes_ = {_shape(_matrix(item)) for item in weights}
+        if len(shapes_) > 1:
+            raise Invalid(f"the filters' matrices differ in size ({', '.join('×'.join(map(str, s)) for s in sorted(shapes_))})",
+                          "give every filter a matrix of the kernel's size", field="weights")
+        return (*shapes_.pop(), None, len(weights))
+    shape = _shape(weights)
+    if len(shape) != 4:
+        raise Invalid(f"{len(shape)}-D values ({'×'.join(map(str, shape))}); a kernel is a matrix F×F, "
+                      f"one matrix per filter, or F×F×C_in×K", "write a 2-D matrix or Keras's 4-D kernel", field="weights")
+    return shape
+
+
+def _shape(value) -> tuple:
+    return (len(value), *_shape(value[0])) if isinstance(value, tuple) else ()
+
+
+def kernel_array(weights, channels: int, filters: int):
+    """The F×F×C_in×K numpy array Keras's Conv2D holds for fixed `weights` (kernel_layout)."""
+    import numpy as np
+    if isinstance(weights, str) or len(_shape(weights)) == 2:
+        matrix = np.asarray(_matrix(weights), dtype="float32")
+        return np.broadcast_to(matrix[:, :, None, None], (*matrix.shape, channels, filters)).copy()
+    if kernel_layout(weights)[3] is not None and kernel_layout(weights)[2] is None:
+        stack = np.stack([np.asarray(_matrix(item), dtype="float32") for item in weights], axis=-1)
+        return np.broadcast_to(stack[:, :, None, :], (*stack.shape[:2], channels, filters)).copy()
+    return np.asarray(weights, dtype="float32")
 
 
 @record(frozen=True, kw_only=True)
@@ -105,12 +165,19 @@ class Conv(ConvBase):
       dilation: D; the kernel covers D·(F − 1) + 1.
       groups: g; each filter reads C_in / g input maps (AlexNet's two towers: groups: 2).
       connections: a table, one list per output map of the input maps it reads (LeNet-5's C3).
+      weights: fixed kernel values instead of the initializer's (seed 002's filters): a preset
+        (identity, edge_detection, edge_detection_4, edge_detection_8, sharpen, box_blur,
+        gaussian_blur), an F×F matrix used for every (input channel, filter) pair, a list of
+        matrices or presets one per filter (each over every input channel, summed as any
+        convolution sums), or Keras's F×F×C_in×K array. Biases start at 0; `trainable: false`
+        keeps both as written.
       activation, bias, batchnorm, initializer: as in Keras.
     """
 
     filters: PositiveInt
     groups: PositiveInt = 1
     connections: Optional[tuple[tuple[int, ...], ...]] = None
+    weights: Optional[KernelWeights] = None
     main = "filters"
     keras_names = ("Conv2D", "Convolution2D")
     aliases = ("convolution",)
@@ -129,6 +196,22 @@ class Conv(ConvBase):
                               "give one list of input maps per output map")
             if self.groups != 1 or self.dilation != (1, 1):
                 raise Invalid("connections cannot be combined with groups or dilation", "use either a connections table or groups / dilation")
+        if self.weights is not None:
+            self._check_weights()
+
+    def _check_weights(self):
+        """Fixed values against the kernel and the filters (the input channels: infer)."""
+        if self.groups != 1 or self.connections is not None:
+            raise Invalid("weights cannot be combined with groups or connections", "give weights for a plain conv (groups: 1)",
+                          field="weights")
+        rows, columns, _, filters = kernel_layout(self.weights)
+        if (rows, columns) != tuple(self.kernel):
+            raise Invalid(f"weights are {rows}×{columns} but kernel is {size_text(self.kernel)}",
+                          f"write kernel: {rows if rows == columns else [rows, columns]}, or give "
+                          f"{size_text(self.kernel)} values", field="weights")
+        if filters is not None and filters != self.filters:
+            raise Invalid(f"weights hold {filters} filters but filters is {self.filters}",
+                          f"write filters: {filters}, or give {self.filters} kernels", field="weights")
 
     def infer(self, ins, ctx):
         h, w, c = need_spatial(ins[0], "conv")
@@ -137,6 +220,10 @@ class Conv(ConvBase):
         if c % self.groups:
             raise Invalid(f"input channels {c} are not divisible by groups {self.groups}",
                           "each group must read the same number of input maps")
+        if self.weights is not None and kernel_layout(self.weights)[2] not in (None, c):
+            kh, kw, given, k = kernel_layout(self.weights)
+            raise Invalid(f"weights are {kh}×{kw}×{given}×{k} but the input has {c} channels",
+                          f"give a {kh}×{kw}×{c}×{k} array, or one {kh}×{kw} matrix for every channel")
         if self.connections is not None:
             for j, row in enumerate(self.connections):
                 bad = [i for i in row if not 0 <= i < c]
@@ -162,8 +249,11 @@ class Conv(ConvBase):
                                        use_bias=self.bias, kernel_initializer=keras_initializer(ctx, self.initializer),
                                        name=ctx.name)(x)
             return finish(x, ctx, batchnorm_of(self.batchnorm), self.activation)   # TableConv2D fuses no activation
+        initializer = keras_initializer(ctx, self.initializer)
+        if self.weights is not None:
+            initializer = ctx.keras.initializers.Constant(kernel_array(self.weights, ctx.shape(ins[0])[-1], self.filters))
         return self.keras_convolution(ctx.keras.layers.Conv2D, x, ctx, padding, filters=self.filters, groups=self.groups,
-                                      kernel_initializer=keras_initializer(ctx, self.initializer))
+                                      kernel_initializer=initializer)
 
 
 @register("depthwise_conv")

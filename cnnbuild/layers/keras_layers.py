@@ -217,3 +217,22 @@ class ApplicationInput(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="cnnbuild")
+class Slice(keras.layers.Layer):
+    """Columns start … stop − 1 of a (batch, n) tensor: one level's share of a sampler's single
+    noise vector (families/lapgan/models.py), so the whole sampler keeps one `noise` input."""
+
+    def __init__(self, start, stop, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, x):
+        return x[:, self.start:self.stop]
+
+    def compute_output_shape(self, shape):
+        return (shape[0], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}

@@ -14,7 +14,7 @@ from dataclasses import MISSING
 from typing import Annotated, Any, Literal, Union
 
 from ..errors import Invalid, Problem
-from ..fields import BranchList, LayerList, PaddingSpec, PairOf, Range
+from ..fields import BranchList, KernelValues, LayerList, PaddingSpec, PairOf, Range
 from ..layers import REGISTRY
 from ..layers.base import Activation
 from .source import Node
@@ -185,6 +185,8 @@ def coerce(node: Node, annotation, problems=None, layer_parser=None):
             return (n, n)
         if isinstance(marker, PaddingSpec):
             return _padding(node)
+        if isinstance(marker, KernelValues):
+            return _kernel_values(node, marker.names)
         if isinstance(marker, LayerList):
             if not isinstance(value, list):
                 raise Invalid(f"must be a list of layers, got {_describe(value)}", "e.g. [{conv: {filters: 8, kernel: 3}}, relu]")
@@ -283,3 +285,57 @@ def _padding(node: Node):
         raise Invalid(f"must have 2 entries, got {len(value)}", "write padding: P, [ph, pw] or [[top, bottom], [left, right]]")
     p = _int(value, 0)
     return ((p, p), (p, p))
+
+
+KERNEL_FORMS = ("a preset name, an F×F matrix [[…], …], a list of matrices or names (one per filter), "
+                "or an F×F×C_in×K array")
+
+
+def _kernel_values(node: Node, names: tuple):
+    """A fixed kernel as written: a preset name, or numbers nested as tuples, every level
+    rectangular; a list of matrices (one per filter) may hold preset names among them."""
+    value = node.value
+    if isinstance(value, str):
+        if value in names:
+            return value
+        raise Invalid(f"'{value}' is not a kernel preset (they are {', '.join(names)})", did_you_mean(value, names))
+    if not isinstance(value, list) or not value:
+        raise Invalid(f"must be {KERNEL_FORMS}; got {_describe(value)}",
+                      "e.g. weights: sharpen, or weights: [[0, -1, 0], [-1, 5, -1], [0, -1, 0]]")
+    items = [_kernel_values(v, names) if isinstance(v.value, str) else _numbers(v) for v in value]
+    depths = {_depth(item) for item in items}
+    if len(depths) > 1 and not depths <= {"name", 2}:
+        raise Invalid(f"mixes numbers and lists at one level ({_describe(value)})", f"write {KERNEL_FORMS}")
+    shapes = {_shape(item) for item in items if not isinstance(item, str)}
+    if len(shapes) > 1 and "name" not in depths and depths != {2}:
+        raise Invalid(f"is not rectangular: rows of shapes {sorted(shapes)} at one level",
+                      "every row of a kernel needs the same number of values")
+    return tuple(items)
+
+
+def _numbers(node: Node):
+    """A number, or a rectangular nested list of numbers, as floats in nested tuples."""
+    value = node.value
+    if isinstance(value, list):
+        if not value:
+            raise Invalid("holds an empty list", "every row of a kernel needs values")
+        items = tuple(_numbers(v) for v in value)
+        shapes = {_shape(item) for item in items}
+        if len(shapes) > 1:
+            raise Invalid(f"is not rectangular: rows of shapes {sorted(shapes)} at one level",
+                          "every row of a kernel needs the same number of values")
+        return items
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(f"holds {_describe(value)}, not a number", f"write {KERNEL_FORMS}")
+    return float(value)
+
+
+def _shape(value) -> tuple:
+    return (len(value), *_shape(value[0])) if isinstance(value, tuple) else ()
+
+
+def _depth(value):
+    """How deep numbers are nested: 0 for a number, 'name' for a preset name."""
+    if isinstance(value, str):
+        return "name"
+    return len(_shape(value))

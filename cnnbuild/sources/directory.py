@@ -18,9 +18,12 @@ from .images import decode_image, image_info, png_bytes
 def classes(source, folder=None):
     """The class folders' names (or a pack's classes); None when the folder is not there."""
     root = Path(resolved(source.location, folder))
-    if (root / PACK_INDEX).is_file():
-        return tfrecord.classes(source, folder)
-    if not root.is_dir():
+    try:     # a path the system refuses to look at (a name too long, a loop) is as absent
+        if (root / PACK_INDEX).is_file():
+            return tfrecord.classes(source, folder)
+        if not root.is_dir():
+            return None
+    except OSError:
         return None
     return [p.name for p in class_folders(root)]
 

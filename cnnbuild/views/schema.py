@@ -24,7 +24,7 @@ import typing
 from dataclasses import MISSING
 from typing import Annotated, Literal, Union
 
-from ..fields import BranchList, LayerList, PairOf, PaddingSpec, Range
+from ..fields import BranchList, KernelValues, LayerList, PairOf, PaddingSpec, Range
 from ..layers import REGISTRY
 
 DRAFT = "http://json-schema.org/draft-07/schema#"   # the draft yaml-language-server supports best
@@ -107,6 +107,12 @@ class Generator:
                 pair = {"type": "array", "items": size, "minItems": 2, "maxItems": 2}
                 return {"anyOf": [leaf({"enum": ["valid", "same"]}), size, pair,
                                   {"type": "array", "items": pair, "minItems": 2, "maxItems": 2}]}
+            if isinstance(marker, KernelValues):
+                names = {"enum": list(marker.names)}
+                matrix = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+                nested = {"type": "array", "items": {"type": "array", "items": matrix}}   # F×F×C_in×K
+                return {"anyOf": [names, matrix, {"type": "array", "items": {"anyOf": [names, matrix]}}, nested],
+                        "description": "fixed kernel values: a preset, an F×F matrix, one per filter, or F×F×C_in×K"}
             if isinstance(marker, LayerList):
                 return {"$ref": f"#/definitions/{layers}"}
             if isinstance(marker, BranchList):

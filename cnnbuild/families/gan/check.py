@@ -124,9 +124,13 @@ def _last_upsampler(layers):
 
 
 def _score_problems(spec: GanSpec, output) -> list:
-    """D must give one score per image: output (1,), a logit or (after a sigmoid) a probability."""
-    last = spec.discriminator.layers[-1]
-    activation = output_activation(spec.discriminator)
+    return score_problems(spec.discriminator, output)
+
+
+def score_problems(discriminator, output) -> list:
+    """D (a Spec) must give one score per image: output (1,), a logit or (after a sigmoid) a probability."""
+    last = discriminator.layers[-1]
+    activation = output_activation(discriminator)
     if tuple(output) != (1,):
         hint = "end it with `- dense: 1` (a logit; `dense: {units: 1, activation: sigmoid}` for a probability)"
         if len(output) == 3:
