@@ -46,7 +46,7 @@ def plain(text: str) -> str:
     return text.replace("×", "x").replace("–", "-")
 
 
-def picture(panels: list) -> "Image.Image":
+def picture(panels: list):
     """The panels one under another, as one RGB PIL image; each panel's maps enlarged by its
     own whole factor, so a late layer's 5×5 maps are drawn as large as an early 28×28's."""
     from PIL import Image, ImageDraw, ImageFont
