@@ -72,6 +72,16 @@ class Unsupported(Exception):
     argument of the spec language (`dataclass_schema` leaves it out)."""
 
 
+def takes_scalar(annotation) -> bool:
+    """Whether a bare int or text is read as a one-item list of `annotation` (fields.coerce)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return takes_scalar(typing.get_args(annotation)[0])
+    if origin is Literal:
+        return all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in typing.get_args(annotation))
+    return annotation in (int, str)
+
+
 class Generator:
     """Builds the schema; `definitions` collects named parts referred to with $ref."""
 
@@ -134,7 +144,7 @@ class Generator:
                 item = self.annotation_schema(args[0], layers, templated)
                 schema = {"type": "array", "items": item}
                 # a lone int or text stands for a list of one (`inputs: enc1`)
-                return {"anyOf": [schema, item]} if self._takes_scalar(args[0]) else schema
+                return {"anyOf": [schema, item]} if takes_scalar(args[0]) else schema
             return {"type": "array", "items": [self.annotation_schema(a, layers, templated) for a in args],
                     "additionalItems": False, "minItems": len(args)}
         if annotation is bool:
@@ -152,16 +162,6 @@ class Generator:
                 self.definitions[name] = self.dataclass_schema(annotation, layers=layers, templated=templated)
             return {"$ref": f"#/definitions/{name}"}
         raise Unsupported(annotation)
-
-    @staticmethod
-    def _takes_scalar(annotation) -> bool:
-        """Whether a bare int or text is read as a one-item list of `annotation` (fields.coerce)."""
-        origin = typing.get_origin(annotation)
-        if origin is Annotated:
-            return Generator._takes_scalar(typing.get_args(annotation)[0])
-        if origin is Literal:
-            return all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in typing.get_args(annotation))
-        return annotation in (int, str)
 
     # --- one dataclass ------------------------------------------------------------------
     def dataclass_schema(self, cls, extra=None, layers="layers", templated=False, shorthands=None, also=None) -> dict:
