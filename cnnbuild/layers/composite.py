@@ -25,6 +25,11 @@ class Inception(Kind):
     branches: Branches
     family = "merge"
 
+    def __post_init__(self):
+        if not self.branches:     # found by bench/fuzz.py: an inception of nothing has no output
+            raise Invalid("an inception needs at least one branch", "e.g. branches: [[conv: …], [max_pool: …]]",
+                          field="branches")
+
     def children(self):
         return [(f"branches[{i}]", b) for i, b in enumerate(self.branches)]
 
