@@ -235,16 +235,10 @@ class Steps:
             return logit(discriminator({"image": images, "label": labels} if conditional else images, training=True))
 
         def d_objective(real, fake):
-            if loss == "hinge":
-                return tf.reduce_mean(tf.nn.relu(1 - real)) + tf.reduce_mean(tf.nn.relu(1 + fake))
-            return tf.reduce_mean(tf.nn.softplus(-real)) + tf.reduce_mean(tf.nn.softplus(fake))
+            return discriminator_loss(tf, loss, real, fake)
 
         def g_objective(fake):
-            if loss == "hinge":
-                return -tf.reduce_mean(fake)
-            if loss == "minimax":
-                return -tf.reduce_mean(tf.nn.softplus(fake))
-            return tf.reduce_mean(tf.nn.softplus(-fake))
+            return generator_loss(tf, loss, fake)
 
         # one trace each: the batch axis is left open (an epoch's last batch is short)
         images_spec = tf.TensorSpec([None, *gan_spec.image_shape], tf.float32)
@@ -284,6 +278,24 @@ class Steps:
                 g_values.append(self.generator(labels, step))
         d_loss, d_real, d_fake = np.mean(np.array(d_values, np.float64), axis=0).tolist()
         return d_loss, float(np.mean(np.array(g_values, np.float64))), d_real, d_fake
+
+
+def discriminator_loss(tf, loss: str, real, fake):
+    """D's loss on its logits for data (`real`) and samples (`fake`): the seeds' (and
+    non-saturating's) −log D(x) − log(1 − D(G(z))), or hinge's."""
+    if loss == "hinge":
+        return tf.reduce_mean(tf.nn.relu(1 - real)) + tf.reduce_mean(tf.nn.relu(1 + fake))
+    return tf.reduce_mean(tf.nn.softplus(-real)) + tf.reduce_mean(tf.nn.softplus(fake))
+
+
+def generator_loss(tf, loss: str, fake):
+    """G's loss on D's logits for its samples: −log D(G(z)) (non_saturating), log(1 − D(G(z)))
+    (minimax, the seeds' as written), or hinge's −D(G(z))."""
+    if loss == "hinge":
+        return -tf.reduce_mean(fake)
+    if loss == "minimax":
+        return -tf.reduce_mean(tf.nn.softplus(fake))
+    return tf.reduce_mean(tf.nn.softplus(-fake))
 
 
 def _extra(tf, model):

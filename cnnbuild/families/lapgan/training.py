@@ -24,8 +24,8 @@ import numpy as np
 
 from ... import runfolder
 from ..gan.sample import GENERATOR
-from ..gan.training import (D_NOISE, G_NOISE, GAN_JSON, PROBABILITY_EPSILON, SAMPLES, SampleGrid, epoch_line,
-                            label_count, spread_of_data, unused_settings, warnings)
+from ..gan.training import (D_NOISE, G_NOISE, GAN_JSON, PROBABILITY_EPSILON, SAMPLES, SampleGrid, discriminator_loss,
+                            epoch_line, generator_loss, label_count, spread_of_data, unused_settings, warnings)
 
 LAPGAN_JSON = "lapgan.json"
 LEVELS_PER_STREAM = 16     # noise seeds: (train.seed, (4·step + stream)·16 + level)
@@ -217,16 +217,10 @@ class Steps:
             return pairs
 
         def d_objective(real, fake):
-            if loss == "hinge":
-                return tf.reduce_mean(tf.nn.relu(1 - real)) + tf.reduce_mean(tf.nn.relu(1 + fake))
-            return tf.reduce_mean(tf.nn.softplus(-real)) + tf.reduce_mean(tf.nn.softplus(fake))
+            return discriminator_loss(tf, loss, real, fake)
 
         def g_objective(fake):
-            if loss == "hinge":
-                return -tf.reduce_mean(fake)
-            if loss == "minimax":
-                return -tf.reduce_mean(tf.nn.softplus(fake))
-            return tf.reduce_mean(tf.nn.softplus(-fake))
+            return generator_loss(tf, loss, fake)
 
         images_spec = tf.TensorSpec([None, *spec.image_shape], tf.float32)
         labels_spec, step_spec = tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int64)
