@@ -9,6 +9,8 @@ family, one variant per Keras model, against keras.applications itself.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -25,10 +27,25 @@ from conftest import SPECS
 FAMILIES = {
     "efficientnet": {"b0": "EfficientNetB0", "b1": "EfficientNetB1", "b2": "EfficientNetB2", "b3": "EfficientNetB3",
                      "b4": "EfficientNetB4", "b5": "EfficientNetB5", "b6": "EfficientNetB6", "b7": "EfficientNetB7"},
+    "resnet": {"50": "ResNet50", "101": "ResNet101", "152": "ResNet152"},
 }
 # the input the outputs are compared at: smaller than the variant's own where Keras builds it so
 # (the same weights but VGG's first dense layer), a quicker test
-OUTPUT_SIZES = {"efficientnet": 64}
+OUTPUT_SIZES = {"efficientnet": 64, "resnet": 64}
+
+
+def _resnet_names(name):
+    """Our ResNet layer → Keras's: a stage's first block is 'block1', the rest the repeat's
+    copies 1, 2, … (Keras's block2, block3, …); the body's convolutions sit in the residual
+    'res'; the projection shortcut is Keras's '_0_'."""
+    name = re.sub(r"_blocks_(\d+)_block_", lambda m: f"_block{int(m.group(1)) + 1}_", name)
+    name = re.sub(r"_res_shortcut", "_0_conv", name)
+    name = re.sub(r"_res_conv(\d)", r"_\1_conv", name)
+    return {"conv1": "conv1_conv", "conv1_bn": "conv1_bn"}.get(name, name.replace("_conv_bn", "_bn"))
+
+
+# our layer name → its Keras model's, for families whose layers are not made in Keras's order
+KERAS_NAMES = {"resnet": _resnet_names}
 CASES = [(family, variant) for family, variants in FAMILIES.items() for variant in variants]
 
 
@@ -90,6 +107,10 @@ def test_smallest_variant_gives_keras_outputs_with_its_weights(family):
     theirs = keras_model(family, variant, size)
     mine, keras_layers = keras_leaves(ours), keras_leaves(theirs)
     assert len(mine) == len(keras_layers)
+    if family in KERAS_NAMES:
+        by_name = {layer.name: layer for layer in keras_layers}
+        keras_layers = [by_name[KERAS_NAMES[family](layer.name)] for layer in mine]
+        assert len({id(layer) for layer in keras_layers}) == len(mine)
     for a, b in zip(mine, keras_layers):
         assert (type(a).__name__, [w.shape for w in a.weights]) == (type(b).__name__, [w.shape for w in b.weights]), \
             (a.name, b.name)
