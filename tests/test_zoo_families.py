@@ -28,10 +28,12 @@ FAMILIES = {
     "efficientnet": {"b0": "EfficientNetB0", "b1": "EfficientNetB1", "b2": "EfficientNetB2", "b3": "EfficientNetB3",
                      "b4": "EfficientNetB4", "b5": "EfficientNetB5", "b6": "EfficientNetB6", "b7": "EfficientNetB7"},
     "resnet": {"50": "ResNet50", "101": "ResNet101", "152": "ResNet152"},
+    "vgg": {"16": "VGG16", "19": "VGG19"},
+    "densenet": {"121": "DenseNet121", "169": "DenseNet169", "201": "DenseNet201"},
 }
 # the input the outputs are compared at: smaller than the variant's own where Keras builds it so
 # (the same weights but VGG's first dense layer), a quicker test
-OUTPUT_SIZES = {"efficientnet": 64, "resnet": 64}
+OUTPUT_SIZES = {"efficientnet": 64, "resnet": 64, "vgg": 32, "densenet": 64}
 
 
 def _resnet_names(name):
