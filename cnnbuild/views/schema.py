@@ -29,6 +29,7 @@ from ..layers import REGISTRY
 
 DRAFT = "http://json-schema.org/draft-07/schema#"   # the draft yaml-language-server supports best
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"            # spec.NAME
+VARIANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_]*$"      # named only on the command line: --variant 50 (ResNet-50)
 EXPRESSION = {"$ref": "#/definitions/expression"}
 ANY_VALUE = {"description": "any YAML value: a number, a word, a list ([1, 7]) or a mapping"}
 
@@ -328,7 +329,7 @@ class Generator:
                        "additionalProperties": ANY_VALUE,
                        "description": "the spec's parameters: name → default (any value; it may use earlier "
                                       "parameters), or `required`; used anywhere as $name or ${expression}"},
-            "variants": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+            "variants": {"type": "object", "propertyNames": {"pattern": VARIANT_PATTERN},
                          "additionalProperties": {"type": "object", "additionalProperties": ANY_VALUE},
                          "description": "named sets of parameter values, chosen with --variant NAME"},
         }
