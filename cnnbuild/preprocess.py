@@ -49,12 +49,19 @@ def fitted(images, input_shape):
 def fitted_uint8(images, input_shape):
     """`fitted` rounded back to uint8: what training keeps between decoding and batching (its
     cache and shuffle buffer hold a quarter of float32's bytes); `preprocess` of a batch of
-    them then only scales. Images already of the input's size and channels pass unchanged;
+    them then only scales. uint8 images already of the input's size and channels pass
+    unchanged, without a float32 copy (a decoded file's size is known only at run time);
     resized or converted ones are within half a level (0.5/255 after scaling) of `fitted`."""
     import tensorflow as tf
-    if images.dtype == tf.uint8 and tuple(images.shape[1:]) == tuple(input_shape):
-        return images
-    return tf.saturate_cast(tf.round(fitted(images, input_shape)), tf.uint8)
+
+    def rounded():
+        return tf.saturate_cast(tf.round(fitted(images, input_shape)), tf.uint8)
+    if images.dtype != tf.uint8:
+        return rounded()
+    if images.shape[1:].is_fully_defined():
+        return images if tuple(images.shape[1:]) == tuple(input_shape) else rounded()
+    fits = tf.reduce_all(tf.equal(tf.shape(images)[1:], tf.constant(input_shape, tf.int32)))
+    return tf.cond(fits, lambda: tf.ensure_shape(images, [None, *input_shape]), rounded)
 
 
 def _convert(tf, x, have, channels):
