@@ -194,7 +194,11 @@ class Pipeline:
         tf = self.tf
         options = tf.data.Options()
         options.deterministic = True        # seeded: the same order and augmentation on every run and resume
-        options.autotune.enabled = True
+        # no autotuning model: its thread re-optimises after waits that double (10 ms, 20 ms, …)
+        # and an iterator's teardown waits out the current one, measured (TF 2.21) up to 1.2 s
+        # after 2 short epochs and 5–18 s at the end of longer runs (fit's return stalled);
+        # without it, AUTOTUNE means one call per core, what autotuning settled on here anyway
+        options.autotune.enabled = False
         options.experimental_optimization.map_parallelization = True
         options.threading.max_intra_op_parallelism = 1   # tf.data's guide: one thread per op, many ops at once
         return data.with_options(options)
