@@ -4,6 +4,7 @@ images packed into TFRecord shards (`cnnbuild data pack`).
 
     python bench/data_scale.py                      # N = 2,000, 10,000, 40,000; 3 runs each
     python bench/data_scale.py --sizes 2000 --repeats 1
+    python bench/data_scale.py --sizes 3000 12000 --sides keras cnb-auto   # the default cache's memory only
 
 For each N and each side, one epoch of the same small CNN (built from the same spec) in a
 fresh process, the sides interleaved within each repeat so that the load of a shared
@@ -14,7 +15,8 @@ epoch), and peak RSS (the child's ru_maxrss). cnnbuild runs with `cache: false`
 (streaming: the sides compare like for like) on the folder (`cnnbuild`) and on its shards
 (`packed`), and with the default `cache: auto` (`cnb-auto`), which keeps the decoded
 images in memory when they fit a quarter of physical memory, so its RSS grows by the
-decoded set, 64·64·3·4 bytes an image. Medians over --repeats; ratios to Keras's medians.
+decoded set, 64·64·3 bytes an image (uint8; float32 until issue 22: 1.70× Keras's peak RSS
+at 12,000 files, +45% from 3,000). Medians over --repeats; ratios to Keras's medians.
 The folders and packs are generated once into --root (default /tmp/cnnbuild-data-scale)
 and reused. `uptime`'s load is printed before each N and at the end.
 """
@@ -138,6 +140,7 @@ def load() -> str:
 
 
 KEYS = ("startup", "epoch", "rss_mib")
+SIDES = ("keras", "cnnbuild", "packed", "cnb-auto")
 
 
 def main():
@@ -145,9 +148,11 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000, 40000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "cnnbuild-data-scale"))
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES), help="keras always runs")
     parser.add_argument("--json", help="write every run and the medians to this file")
     args = parser.parse_args()
     root = Path(args.root)
+    sides = ["keras", *(side for side in SIDES if side in args.sides and side != "keras")]
     root.mkdir(parents=True, exist_ok=True)
     spec = root / "scale.yaml"
     spec.write_text(SPEC)
@@ -155,21 +160,22 @@ def main():
     every, table = {}, {}
     for count in args.sizes:
         folder = make_folders(root, count)
-        shards = packed(root, folder)
+        shards = packed(root, folder) if "packed" in sides else None
         print(f"# {load()}", flush=True)
-        results = {"keras": [], "cnnbuild": [], "packed": [], "cnb-auto": []}
+        results = {side: [] for side in sides}
         for repeat in range(args.repeats):
             out = root / f"run-{count}-{repeat}-{os.getpid()}"
-            results["keras"].append(run_side(KERAS_SIDE, folder, spec))
-            results["cnnbuild"].append(run_side(CNNBUILD_SIDE, folder, spec, out, "false"))
-            results["packed"].append(run_side(CNNBUILD_SIDE, shards, spec, f"{out}-packed", "false"))
-            results["cnb-auto"].append(run_side(CNNBUILD_SIDE, folder, spec, f"{out}-auto", "auto"))
+            runs = {"keras": (KERAS_SIDE, folder, spec), "cnnbuild": (CNNBUILD_SIDE, folder, spec, out, "false"),
+                    "packed": (CNNBUILD_SIDE, shards, spec, f"{out}-packed", "false"),
+                    "cnb-auto": (CNNBUILD_SIDE, folder, spec, f"{out}-auto", "auto")}
+            for side in sides:
+                results[side].append(run_side(*runs[side]))
         medians = {}
         for side, rows in results.items():
             medians[side] = {k: statistics.median(r[k] for r in rows) for k in KEYS}
             m = medians[side]
             print(f"{count:>7,} {side:9} {m['startup']:>12.1f} {m['epoch']:>8.1f} {m['rss_mib']:>12,.0f}")
-        for side in ("cnnbuild", "packed", "cnb-auto"):
+        for side in sides[1:]:
             ratio = {k: medians[side][k] / medians["keras"][k] for k in KEYS}
             print(f"{count:>7,} {'÷ keras':9} {ratio['startup']:>12.2f} {ratio['epoch']:>8.2f} {ratio['rss_mib']:>12.2f}"
                   f"   ({side})", flush=True)
@@ -177,7 +183,7 @@ def main():
     print(f"# {load()}")
     if len(table) > 1:
         first, last = min(table), max(table)
-        for side in ("keras", "cnnbuild", "packed", "cnb-auto"):
+        for side in sides:
             growth = table[last][side]["rss_mib"] / table[first][side]["rss_mib"] - 1
             print(f"peak RSS {first:,} → {last:,} files: {side} {growth:+.0%}")
     if args.json:

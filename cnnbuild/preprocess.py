@@ -18,7 +18,12 @@ def channels_fit(have: int, channels: int) -> bool:
 def preprocess(images, input_shape):
     """uint8 (or float 0…255) images [batch, h, w, c] of any size → float32
     [batch, H, W, C] in 0…1, resized bilinearly and converted between grayscale and RGB
-    as the spec's input needs. TensorFlow ops only, so it can live inside an export.
+    as the spec's input needs. TensorFlow ops only, so it can live inside an export."""
+    return fitted(images, input_shape) * SCALE
+
+
+def fitted(images, input_shape):
+    """`preprocess` before its scaling: float32 0…255 at the input's size and channels.
 
     The channel count may be unknown until run time (images decoded from files of mixed
     kinds); then the conversion is chosen per image."""
@@ -38,7 +43,25 @@ def preprocess(images, input_shape):
         x = _convert(tf, x, have, channels)
     if x.shape[1] != height or x.shape[2] != width:
         x = tf.image.resize(x, (height, width), method="bilinear")
-    return x * SCALE
+    return x
+
+
+def fitted_uint8(images, input_shape):
+    """`fitted` rounded back to uint8: what training keeps between decoding and batching (its
+    cache and shuffle buffer hold a quarter of float32's bytes); `preprocess` of a batch of
+    them then only scales. uint8 images already of the input's size and channels pass
+    unchanged, without a float32 copy (a decoded file's size is known only at run time);
+    resized or converted ones are within half a level (0.5/255 after scaling) of `fitted`."""
+    import tensorflow as tf
+
+    def rounded():
+        return tf.saturate_cast(tf.round(fitted(images, input_shape)), tf.uint8)
+    if images.dtype != tf.uint8:
+        return rounded()
+    if images.shape[1:].is_fully_defined():
+        return images if tuple(images.shape[1:]) == tuple(input_shape) else rounded()
+    fits = tf.reduce_all(tf.equal(tf.shape(images)[1:], tf.constant(input_shape, tf.int32)))
+    return tf.cond(fits, lambda: tf.ensure_shape(images, [None, *input_shape]), rounded)
 
 
 def _convert(tf, x, have, channels):

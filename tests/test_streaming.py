@@ -79,7 +79,7 @@ def test_a_directory_larger_than_the_cache_budget_is_streamed_never_kept(tmp_pat
     loaded = load(spec)
     assert loaded.train.count == 3000
     pipeline = Pipeline(loaded, spec.input, 32, seed=0, cache=spec.data.cache, cache_budget=1)
-    # 3,000 × 16×16×3 float32 = 8.8 MiB decoded, over the 1 MiB budget: no cache
+    # 3,000 × 16×16×3 uint8 = 2.2 MiB decoded, over the 1 MiB budget: no cache
     assert pipeline.cache.where == "none" and "exceeds the 1 MiB budget" in pipeline.describe()
     epochs = iter(pipeline.train_epochs(0, 2))
     before = bytes_read()
@@ -118,7 +118,49 @@ def test_cache_modes_give_the_same_images(tmp_path):
         assert len(epochs) == 16                                   # 60 images in batches of 8, twice
         sums[cache] = round(float(sum(batch[0].sum() for batch in epochs)), 1)
     assert len(set(sums.values())) == 1
-    assert sorted(os.listdir(tmp_path / "run-disk" / "data-cache"))[:2] == ["train.data-00000-of-00001", "train.index"]
+    assert sorted(os.listdir(tmp_path / "run-disk" / "data-cache"))[:2] == ["train-uint8.data-00000-of-00001",
+                                                                            "train-uint8.index"]
+
+
+def test_the_uint8_cache_gives_the_batches_of_a_float32_pipeline(tmp_path):
+    """The cache holds uint8 images, scaled per batch; the batches equal those of the float32
+    chain the pipeline was before (written out below: every image through `preprocess` when
+    decoded, cached, shuffled with the epoch's seed, batched): the same labels in the same
+    order, the images within half a level (0.5/255: rounded, not cut). The files are of mixed
+    sizes and kinds, so most are resized or converted (their float32 pixels are not whole
+    levels); some fit the input as they are."""
+    import tensorflow as tf
+
+    from cnnbuild.preprocess import preprocess
+    from cnnbuild.train.pipeline import SHUFFLE_SALT
+    rng = np.random.default_rng(5)
+    for i in range(45):
+        folder = tmp_path / "d" / f"class_{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        height, width = (16, 16) if i % 5 == 1 else (int(rng.integers(9, 40)), int(rng.integers(9, 40)))  # some fit
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels[..., 0] if i % 4 == 0 else pixels).save(folder / f"{i:03d}.png")   # some grayscale
+    spec = spec_of(f"{{source: {tmp_path / 'd'}, validation_split: 0.2}}")
+    loaded = load(spec)
+    seed, batch, epochs = 7, 8, 2
+    pipeline = Pipeline(loaded, spec.input, batch, seed=seed, cache="auto")
+    assert pipeline.cache.where == "memory" and pipeline.train_base.element_spec[0].dtype == tf.uint8
+
+    def float32_items(part):
+        return part.dataset().map(lambda x, y: (preprocess(x[None], spec.input)[0], tf.cast(y, tf.int32))).cache()
+    train = float32_items(loaded.train)
+    expected = [b for epoch in range(epochs)
+                for b in train.shuffle(loaded.train.count, seed=seed * SHUFFLE_SALT + epoch,
+                                       reshuffle_each_iteration=False).batch(batch).as_numpy_iterator()]
+    expected += list(float32_items(loaded.validation).batch(batch).as_numpy_iterator())
+    got = list(pipeline.train_epochs(0, epochs).as_numpy_iterator()) + list(pipeline.validation().as_numpy_iterator())
+    assert len(got) == len(expected) == 2 * 5 + 2                 # 36 training images in batches of 8, twice; 9 held out
+    for (images, labels), (want_images, want_labels) in zip(got, expected):
+        assert images.dtype == np.float32 and images.shape == want_images.shape
+        np.testing.assert_array_equal(labels, want_labels)
+        assert np.abs(images - want_images).max() <= 0.5 / 255 + 1e-6   # rounded: within half a level
+    resized = np.concatenate([want for want, _ in expected])
+    assert np.mean(np.abs(resized * 255 - np.round(resized * 255)) > 0.01) > 0.5   # most pixels were not whole levels
 
 
 def test_the_shuffle_is_bounded_seeded_by_epoch_and_the_same_after_a_resume(tmp_path):

@@ -3,8 +3,8 @@
     load_data(spec, output_shape) → Loaded     read and check every source (its reader in
                                               sources/ names bad files), split off validation data
     Pipeline(loaded, spec, …)  (pipeline.py)  tf.data: shuffle (file names, encoded records) →
-                                              decode → preprocess → (cache → shuffle) → batch
-                                              → augment (AUTOTUNE) → prefetch
+                                              decode → resize (uint8) → (cache → shuffle) →
+                                              batch → scale → augment (AUTOTUNE) → prefetch
     bench_input(spec)                         the pipeline alone, timed (`cnnbuild data bench`)
 
 Bad data is found before training starts where that needs no decoding: a missing path or

@@ -1,5 +1,6 @@
 """The tf.data pipeline of one run. Every image goes through `preprocess.preprocess`, the
-function export and predict use too.
+function export and predict use too: in two halves, resized to the input as uint8 when
+decoded (`fitted_uint8`), scaled to float32 per batch (`preprocess` of the batch).
 
     arrays (digits, shapes, npz)   in memory → preprocess in batches → cache → per epoch shuffle
     files (directory)              the file list in a permutation seeded by the epoch → decode +
@@ -7,11 +8,13 @@ function export and predict use too.
     records (tfrecord, tfds)       the shards in an order seeded by the epoch, 4 interleaved →
                                    a bounded buffer of encoded records → decode + preprocess → …
     cached (cache: memory, disk)   decoded once → cache → a bounded buffer of decoded images → …
-    then                           batch → labels → augment (parallel, AUTOTUNE) → prefetch
+    then                           batch → scale to 0…1, labels → augment (parallel, AUTOTUNE) → prefetch
 
 Memory stays bounded: a decoded copy is cached only where `data.cache` says so (`auto`: in
 memory when the decoded images fit the budget, a quarter of physical memory unless
-`cache_budget` says otherwise), and a streamed epoch is shuffled before decoding: a file
+`cache_budget` says otherwise), as uint8 (a byte a pixel and channel, a quarter of float32's:
+at 12,000 64×64 files float32 took 1.70× the peak memory of Keras's
+image_dataset_from_directory and grew 45% from 3,000 files), and a streamed epoch is shuffled before decoding: a file
 list by a permutation (8 bytes a file), records through a buffer of at most `shuffle_buffer`
 encoded records; decoded images are buffered (`shuffle_buffer` of them) only when cached.
 A file whose header was fine but whose pixels are damaged fails only when decoded: it is
@@ -24,13 +27,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..preprocess import preprocess
+from ..preprocess import fitted_uint8, preprocess
 
 SHUFFLE_SALT = 1_000_003  # epoch e shuffles with seed·SALT + e, so an epoch's order does not depend on resumes
 PREPROCESS_BATCH = 256   # arrays are preprocessed this many at a time
 BUDGET_SHARE = 4         # cache: auto keeps decoded images in memory up to 1/4 of physical memory
 MIB = 2 ** 20
 CACHE_FOLDER = "data-cache"   # cache: disk writes its files here, inside the run folder
+CACHE_FILE = "{}-uint8"       # its files per split; the dtype in the name: a float32 cache of older runs is not read
 COUNTED_EPOCHS = 1024    # epochs whose decoded images are counted at once (the prefetch runs ahead by one or two)
 
 
@@ -91,7 +95,7 @@ class Pipeline:
         self.loaded, self.input_shape, self.batch_size, self.seed = loaded, tuple(input_shape), batch_size, seed
         self.augment, self.dense_labels = augment, dense_labels
         self.shuffle_buffer = min(shuffle_buffer, max(loaded.train.count, 1))
-        image_bytes = 4 * self.input_shape[0] * self.input_shape[1] * self.input_shape[2]   # float32 after preprocess
+        image_bytes = self.input_shape[0] * self.input_shape[1] * self.input_shape[2]   # uint8 until batched
         count = loaded.train.count + (loaded.validation.count if loaded.validation else 0)
         self.cache = choose_cache(cache, count * image_bytes, cache_budget, folder)
         if self.cache.where == "disk":
@@ -125,14 +129,15 @@ class Pipeline:
         if self.train_base is None:
             return f"shuffle buffer {self.shuffle_buffer:,} encoded records"
         if self.cache.where == "disk":
-            size = self.shuffle_buffer * 4 * self.input_shape[0] * self.input_shape[1] * self.input_shape[2]
+            size = self.shuffle_buffer * self.input_shape[0] * self.input_shape[1] * self.input_shape[2]
             return f"shuffle buffer {self.shuffle_buffer:,} decoded images ({size / MIB:,.0f} MiB)"
         return f"shuffle buffer {self.shuffle_buffer:,} decoded images"
 
     # ── decoding ──────────────────────────────────────────────────────────────────────────
 
     def _decoded(self, part, order_seed=None):
-        """(image float32 [H, W, C] in 0…1, label) for each item of a `sources.Part`."""
+        """(image uint8 [H, W, C], label) for each item of a `sources.Part`: resized to the
+        input, not yet scaled (`_batch` scales); a mask stays uint8 until batched too."""
         tf = self.tf
         shape, label_shape, AUTOTUNE = self.input_shape, self.loaded.label_shape, tf.data.AUTOTUNE
         segmentation = self.loaded.task == "segmentation"
@@ -140,8 +145,7 @@ class Pipeline:
         def mask(labels):
             if not segmentation:
                 return tf.cast(labels, tf.int32)
-            resized = tf.image.resize(tf.cast(labels, tf.uint8)[..., None], label_shape, method="nearest")
-            return tf.cast(resized[..., 0], tf.int32)
+            return tf.image.resize(tf.cast(labels, tf.uint8)[..., None], label_shape, method="nearest")[..., 0]
 
         data = part.dataset(order_seed, self.shuffle_buffer, self.tables.get("train" if part is self.loaded.train else
                                                                              "validation" if part is self.loaded.validation
@@ -149,9 +153,9 @@ class Pipeline:
         plain = tf.autograph.experimental.do_not_convert   # see train_epochs
         if data.element_spec[0].shape.is_fully_defined():   # images of one size (arrays): preprocessed in batches
             data = data.batch(PREPROCESS_BATCH)
-            data = data.map(plain(lambda x, y: (preprocess(x, shape), mask(y))), num_parallel_calls=AUTOTUNE).unbatch()
+            data = data.map(plain(lambda x, y: (fitted_uint8(x, shape), mask(y))), num_parallel_calls=AUTOTUNE).unbatch()
         else:                                                # decoded files: each its own size and channels
-            data = data.map(plain(lambda x, y: (preprocess(x[None], shape)[0], mask(y))), num_parallel_calls=AUTOTUNE)
+            data = data.map(plain(lambda x, y: (fitted_uint8(x[None], shape)[0], mask(y))), num_parallel_calls=AUTOTUNE)
         if part.in_memory:
             # a known length lets Keras size its progress bar and evaluation without a warning
             return data.apply(tf.data.experimental.assert_cardinality(part.count))
@@ -164,7 +168,7 @@ class Pipeline:
         data = self._decoded(part)
         if self.cache.where == "none":
             return data
-        return data.cache(os.path.join(self.cache.file, name) if self.cache.where == "disk" else "")
+        return data.cache(os.path.join(self.cache.file, CACHE_FILE.format(name)) if self.cache.where == "disk" else "")
 
     def _epoch_items(self, seed):
         """One epoch's decoded training items in their shuffled order: streamed ones shuffled
@@ -173,19 +177,28 @@ class Pipeline:
             return self._decoded(self.loaded.train, order_seed=seed)
         return self.train_base.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
-    def _labels(self, images, labels):
+    def _batch(self, images, labels):
+        """A batch as the model takes it: uint8 images scaled to float32 0…1 (`preprocess`:
+        they are already the input's size), labels as the loss wants them."""
         tf = self.tf
+        images = preprocess(images, self.input_shape)
         if self.loaded.outputs == 1:                       # a sigmoid: float 0/1, with a channel axis
             labels = tf.cast(labels, tf.float32)[..., None]
         elif self.dense_labels:
             labels = tf.one_hot(labels, self.loaded.outputs)
+        else:
+            labels = tf.cast(labels, tf.int32)             # masks are kept as uint8 until here
         return images, labels
 
     def _options(self, data):
         tf = self.tf
         options = tf.data.Options()
         options.deterministic = True        # seeded: the same order and augmentation on every run and resume
-        options.autotune.enabled = True
+        # no autotuning model: its thread re-optimises after waits that double (10 ms, 20 ms, …)
+        # and an iterator's teardown waits out the current one, measured (TF 2.21) up to 1.2 s
+        # after 2 short epochs and 5–18 s at the end of longer runs (fit's return stalled);
+        # without it, AUTOTUNE means one call per core, what autotuning settled on here anyway
+        options.autotune.enabled = False
         options.experimental_optimization.map_parallelization = True
         options.threading.max_intra_op_parallelism = 1   # tf.data's guide: one thread per op, many ops at once
         return data.with_options(options)
@@ -244,9 +257,9 @@ class Pipeline:
         return self._finish(data.batch(batch, drop_remainder=True), salt)
 
     def _finish(self, data, salt):
-        """Batches → labels → augmentation → tf.data options."""
+        """Batches → scaled, labels → augmentation → tf.data options."""
         tf = self.tf
-        data = data.map(self._labels, num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.map(self._batch, num_parallel_calls=tf.data.AUTOTUNE)
         if self.augment is not None:
             augment, augment_seed = self.augment, self.seed
 
@@ -300,4 +313,4 @@ class Pipeline:
             count = self.loaded.validation.count
             data = data.concatenate(base().repeat()).take(count)
             data = data.apply(tf.data.experimental.assert_cardinality(count))
-        return self._options(data.batch(self.batch_size).map(self._labels).prefetch(tf.data.AUTOTUNE))
+        return self._options(data.batch(self.batch_size).map(self._batch).prefetch(tf.data.AUTOTUNE))
