@@ -125,7 +125,8 @@ def summary(args) -> int:
     networks = family.networks(spec, checked)
     if len(networks) == 1:
         print(checked.table(), flush=True)
-    problems = [e for e in checked.errors if isinstance(e, Problem)]   # the data's are no matter here
+    # the network's own problems (a classifier's data problems are no matter here; a GAN's pair's are)
+    problems = list(networks[0][2].errors) if len(networks) == 1 else [e for e in checked.errors if isinstance(e, Problem)]
     if problems:
         raise SpecError(problems)
     from .assemble import build_model, differences, keras_summary

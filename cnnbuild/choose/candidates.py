@@ -52,7 +52,8 @@ def figures_of(spec, checked) -> Figures:
     from ..families import of_spec
     networks = of_spec(spec).networks(spec, checked)
     reports = [report for _, _, report in networks]
-    problems = [e for e in checked.errors if hasattr(e, "where")]      # the data's are no matter here
+    # the networks' own problems: a one-network spec's data problems are no matter here
+    problems = list(reports[0].errors) if len(reports) == 1 else [e for e in checked.errors if hasattr(e, "where")]
     over = [p.message for p in problems if p.where.path.startswith("budget")]
     errors = [str(p) for p in problems if not p.where.path.startswith("budget")]
     if errors or any(report.output is None for report in reports):

@@ -56,15 +56,12 @@ def for_verb(verb: str, folder) -> Family:
 
 def checked_for_training(spec) -> tuple:
     """(family, its check of `spec`) with the data's files looked at, as training needs them;
-    the errors raised: the spec's as SpecError, the data's as DataError. No TensorFlow."""
-    from ..errors import Problem, SpecError
+    its errors (the spec's and its data's, each located) raised as SpecError. No TensorFlow."""
+    from ..errors import SpecError
     family = of_spec(spec)
     checked = family.check(spec, files_only=False)
     if not checked.valid:
-        problems = [e for e in checked.errors if isinstance(e, Problem)]
-        if problems:
-            raise SpecError(problems)
-        raise checked.data_errors[0]
+        raise SpecError(checked.errors)
     return family, checked
 
 

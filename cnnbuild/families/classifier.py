@@ -18,7 +18,7 @@ class Checked:
     that are not there, class folders against the model's outputs)."""
 
     report: object
-    data_errors: list = field(default_factory=list)     # DataErrors: each its message and hint
+    data_errors: list = field(default_factory=list)     # Problems at the spec's data: value
 
     @property
     def valid(self) -> bool:
@@ -26,7 +26,7 @@ class Checked:
 
     @property
     def errors(self) -> list:
-        return list(self.report.errors) + [str(problem) for problem in self.data_errors]
+        return list(self.report.errors) + list(self.data_errors)     # both located Problems
 
     @property
     def warnings(self) -> list:

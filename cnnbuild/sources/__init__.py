@@ -164,7 +164,7 @@ def data_problems(data, output_shape, files_only=False, folder: Optional[str] = 
     for source in [data] + ([data.validation] if data.validation is not None else []):
         kind = SOURCES[source.kind]
         problem = location_problem(resolved(source.location, folder)) if kind.takes_path and source.location else None
-        found += [problem] if problem else kind.problems(source, against)
+        found += [DataError(problem)] if problem else kind.problems(source, against)
     return found
 
 
