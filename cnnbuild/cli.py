@@ -80,6 +80,7 @@ def load(args, overrides=(), resolve=False):
 def check(args):
     try:
         family, spec = load(args)
+        return family.check(spec, files_only=True), spec
     except (SpecError, UsageError) as e:
         if not args.json:
             raise
@@ -89,7 +90,6 @@ def check(args):
         if isinstance(e, UsageError):
             print(f"cnnbuild check: {e}", file=sys.stderr)
         return e
-    return family.check(spec, files_only=True), spec
 
 
 def chosen(document: dict, spec) -> dict:

@@ -22,6 +22,8 @@ of a spec file, as a GAN's networks are (families/gan/spec.py, whose parts this 
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from dataclasses import dataclass, field
 
 from ...errors import Invalid, Problem, SpecError, Where
@@ -63,6 +65,8 @@ class LapganSpec:
     augment: tuple = ()
     train: Train = Train()
     places: dict = field(default_factory=dict, compare=False)
+    params: tuple = ()           # (name, value) pairs: the top-level parameters' values (parse/params.py)
+    variant: Optional[str] = None
 
     def place(self, path: str) -> Where:
         return self.places.get(path) or self.where.at(path)
