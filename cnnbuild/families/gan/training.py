@@ -54,7 +54,24 @@ def train_gan(gan_spec, report, out=None, stdout=None) -> dict:
     return train(Training(gan_spec, report), out=out, stdout=stdout)
 
 
-class Training:
+class Epochs:
+    """What every adversarial family says around its epochs (its Training has `spec`, `gan`,
+    `grid` and `data_spread`): the unused settings and the data's spread before the first, the
+    epoch line, the seeds' failure warnings after each."""
+
+    def started(self, pipeline, say):
+        for note in unused_settings(self.spec.train):
+            say(f"note: {note}")
+        self.data_spread = spread_of_data(pipeline, self.grid)
+
+    def line(self, row, corrupt=None) -> str:
+        return epoch_line(row, self.spec.train.epochs)
+
+    def after(self, rows) -> list:
+        return [f"warning: {warning}" for warning in warnings(rows, self.data_spread, self.gan)]
+
+
+class Training(Epochs):
     """A GAN's part of the training session (train/session.py states the contract): two
     networks and two optimizers, the seeds' k-step loop (Steps), a sample grid and the
     failure warnings after every epoch, generator.keras and discriminator.keras at the end."""
@@ -113,17 +130,6 @@ class Training:
                 f"{self.report.discriminator.params:,}; {'conditional, ' if gan.conditional else ''}{gan.loss} loss, "
                 f"k = {gan.discriminator_steps}, pixels {low:g}…{high:g}, "
                 f"{'probability' if self.probability else 'logit'} D; one device ({plan.accelerator})")
-
-    def started(self, pipeline, say):
-        for note in unused_settings(self.gan_spec.train):
-            say(f"note: {note}")
-        self.data_spread = spread_of_data(pipeline, self.grid)
-
-    def line(self, row, corrupt=None) -> str:
-        return epoch_line(row, self.gan_spec.train.epochs)
-
-    def after(self, rows) -> list:
-        return [f"warning: {warning}" for warning in warnings(rows, self.data_spread, self.gan)]
 
     def finish(self, folder, history, say):
         from ...train.replicas import weights_digest

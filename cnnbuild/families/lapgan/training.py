@@ -24,8 +24,8 @@ import numpy as np
 
 from ... import runfolder
 from ..gan.sample import GENERATOR
-from ..gan.training import (D_NOISE, G_NOISE, GAN_JSON, PROBABILITY_EPSILON, SAMPLES, SampleGrid, discriminator_loss,
-                            epoch_line, generator_loss, label_count, spread_of_data, unused_settings, warnings)
+from ..gan.training import (D_NOISE, Epochs, G_NOISE, GAN_JSON, PROBABILITY_EPSILON, SAMPLES, SampleGrid, discriminator_loss,
+                            generator_loss, label_count, warnings)
 
 LAPGAN_JSON = "lapgan.json"
 LEVELS_PER_STREAM = 16     # noise seeds: (train.seed, (4·step + stream)·16 + level)
@@ -36,7 +36,7 @@ def train_lapgan(spec, report, out=None, stdout=None) -> dict:
     return train(Training(spec, report), out=out, stdout=stdout)
 
 
-class Training:
+class Training(Epochs):
     """A LAPGAN's part of the training session (train/session.py states the contract)."""
 
     title = "LAPGAN"
@@ -98,17 +98,6 @@ class Training:
         return (f"LAPGAN, levels {sizes}, {self.report.params:,} parameters; "
                 f"{'conditional, ' if self.gan.conditional else ''}{self.gan.loss} loss, k = "
                 f"{self.gan.discriminator_steps}; one device ({plan.accelerator})")
-
-    def started(self, pipeline, say):
-        for note in unused_settings(self.lapgan.train):
-            say(f"note: {note}")
-        self.data_spread = spread_of_data(pipeline, self.grid)
-
-    def line(self, row, corrupt=None) -> str:
-        return epoch_line(row, self.lapgan.train.epochs)
-
-    def after(self, rows) -> list:
-        return [f"warning: {warning}" for warning in warnings(rows, self.data_spread, self.gan)]
 
     def finish(self, folder, history, say):
         from ...train.replicas import weights_digest
